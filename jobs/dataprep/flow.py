@@ -1,0 +1,171 @@
+"""`tsn prepare flow`: TV-L1 optical flow between consecutive grayscale frames, stored as 8-bit JPEGs.
+
+Matches the published TSN flow (spec §3.12): OpenCV DualTVL1 with default parameters, each component
+clipped to [-bound, bound] and quantised as uint8((f + bound) * 255 / (2 * bound)) with truncation, so
+0 px -> 127 and +-20 px -> 255/0. Flow k (between frames k and k+1) is written as index
+start_index + k in `x_...`/`y_...` files, so a video of N frames gives N - 1 flow frames.
+Farneback is offered as a fast preview; it is NOT the algorithm behind the published numbers and
+`flow_meta.json` says so. OpenCV comes from the optional extra `[flow]` and is imported lazily.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from jobs.dataprep.frames import fresh_temp_dir, publish_dir, save_jpeg
+from jobs.dataprep.naming import frame_name, frame_regex, is_flow_template, list_frames
+from jobs.dataprep.runner import Failure, Task
+from jobs.dataprep.videoio import Resize, decode_frames, plan_tasks
+
+ALGORITHMS = ("tvl1", "farneback")
+# The usual OpenCV-tutorial settings; only a preview, so they are not tuned.
+FARNEBACK = {"pyr_scale": 0.5, "levels": 3, "winsize": 15, "iterations": 3, "poly_n": 5, "poly_sigma": 1.2,
+             "flags": 0}
+INSTALL_HINT = ("optical flow needs OpenCV with the contrib modules: "
+                "pip install 'tsn-dali[flow]'  (= opencv-contrib-python-headless)")
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    algo: str = "tvl1"
+    bound: float = 20.0
+    template: str = "{}_{:05d}.jpg"  # x_00001.jpg / y_00001.jpg
+    rgb_template: str = "img_{:05}.jpg"  # frames read (frame input) or also written (--with-rgb)
+    start_index: int = 1
+    resize: Resize = field(default_factory=Resize)  # video input only; frame input is used at its stored size
+    with_rgb: bool = False  # video input: also store the RGB frames, so RGB and flow counts always agree
+    quality: int = 95
+
+    def __post_init__(self):
+        if self.algo not in ALGORITHMS:
+            raise ValueError(f"algo must be one of {ALGORITHMS}, got {self.algo!r}")
+        if self.bound <= 0:
+            raise ValueError("bound must be > 0")
+        if not is_flow_template(self.template) or is_flow_template(self.rgb_template):
+            raise ValueError("flow template needs 2 fields (direction, index), RGB template 1")
+
+
+def quantize(flow: np.ndarray, bound: float = 20.0) -> np.ndarray:
+    """float flow (any shape) -> uint8, truncating: -bound -> 0, 0 -> 127, +bound -> 255."""
+    clipped = np.clip(flow.astype(np.float64), -bound, bound)
+    return ((clipped + bound) * 255.0 / (2.0 * bound)).astype(np.uint8)
+
+
+def load_cv2():
+    try:
+        import cv2
+    except ImportError:
+        raise RuntimeError(INSTALL_HINT) from None
+    if not hasattr(cv2, "optflow"):
+        raise RuntimeError("this OpenCV lacks cv2.optflow (contrib); " + INSTALL_HINT)
+    return cv2
+
+
+def flow_function(algo: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """(prev gray, next gray) uint8 (H, W) -> float32 flow (H, W, 2), channel 0 = x (right), 1 = y (down)."""
+    cv2 = load_cv2()
+    cv2.setNumThreads(1)  # parallelism comes from the worker processes; avoid oversubscription
+    if algo == "tvl1":
+        tvl1 = cv2.optflow.DualTVL1OpticalFlow_create()
+        return lambda prev, nxt: tvl1.calc(prev, nxt, None)
+    return lambda prev, nxt: cv2.calcOpticalFlowFarneback(prev, nxt, None, **FARNEBACK)
+
+
+def algorithm_record(opts: FlowOptions, source: str) -> dict:
+    """What flow_meta.json stores: enough to tell two flow folders apart, and whether it is publishable."""
+    cv2 = load_cv2()
+    if opts.algo == "tvl1":
+        t = cv2.optflow.DualTVL1OpticalFlow_create()
+        params = {"tau": t.getTau(), "lambda": t.getLambda(), "theta": t.getTheta(),
+                  "nscales": t.getScalesNumber(), "warps": t.getWarpingsNumber(), "epsilon": t.getEpsilon(),
+                  "inner_iterations": t.getInnerIterations(), "outer_iterations": t.getOuterIterations(),
+                  "scale_step": t.getScaleStep(), "gamma": t.getGamma(), "median_filtering": t.getMedianFiltering()}
+        note = "OpenCV DualTVL1 defaults, as MMAction2's flow_extraction.py; the published TSN flow is TV-L1"
+    else:
+        params = dict(FARNEBACK)
+        note = "Farneback is NOT the published TSN algorithm (TV-L1): accuracy will differ"
+    return {"algorithm": opts.algo, "published_algorithm": opts.algo == "tvl1", "note": note,
+            "bound": opts.bound, "quantisation": "uint8((clip(f, -b, b) + b) * 255 / (2 b)), truncated",
+            "params": params, "opencv": cv2.__version__, "template": opts.template,
+            "start_index": opts.start_index, "source": source, "resize": asdict(opts.resize) if source == "videos" else None,
+            "frame_count": "flow frames = RGB frames - 1"}
+
+
+def write_meta(dst_root: Path, opts: FlowOptions, source: str) -> dict:
+    """Write flow_meta.json; refuse to add flow of another algorithm/bound/naming to an existing folder."""
+    record = algorithm_record(opts, source)
+    path = Path(dst_root) / "flow_meta.json"
+    if path.exists():
+        old = json.loads(path.read_text())
+        keys = ("algorithm", "bound", "template", "start_index", "params")
+        if any(old.get(k) != record[k] for k in keys):
+            raise ValueError(f"{path} records different flow settings ({ {k: old.get(k) for k in keys[:4]} }); "
+                             "use another output folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def plan(src_root: Path, dst_root: Path, source: str, rgb_template: str) -> tuple[str, list[Task], list[Failure]]:
+    """(source kind, tasks, failures): video files, or else folders holding RGB frames named like `rgb_template`."""
+    if Path(src_root).resolve() == Path(dst_root).resolve():
+        raise ValueError("write flow to another folder than its input (resume relies on finished folders)")
+    if source in ("auto", "videos"):
+        tasks, failures = plan_tasks(src_root, dst_root, "")
+        if tasks or failures or source == "videos":
+            return "videos", tasks, failures
+    pattern = frame_regex(rgb_template)
+    tasks = []
+    for folder, dirs, files in os.walk(src_root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if any(pattern.fullmatch(f) for f in files):
+            tasks.append(Task(Path(folder), Path(dst_root) / Path(folder).relative_to(src_root)))
+    return "frames", sorted(tasks, key=lambda t: t.src), []
+
+
+def _gray_frames(task: Task, opts: FlowOptions, source: str, tmp: Path) -> Iterator[np.ndarray]:
+    """Grayscale frames of one input; with --with-rgb the RGB frames are stored on the way."""
+    import cv2
+
+    if source == "frames":
+        for path in list_frames(task.src, opts.rgb_template):
+            gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if gray is None:
+                raise ValueError(f"cannot read frame {path.name}")
+            yield gray
+        return
+    for i, frame in enumerate(decode_frames(task.src, opts.resize, "rgb24")):
+        rgb = frame.to_ndarray()
+        if opts.with_rgb:
+            save_jpeg(tmp / frame_name(opts.rgb_template, opts.start_index + i), rgb, opts.quality)
+        yield cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+
+
+def extract_flow(task: Task, opts: FlowOptions, source: str) -> None:
+    """Flow folder `task.dst` for one video or frame folder (written under a temp name, then renamed)."""
+    calc = flow_function(opts.algo)
+    tmp = fresh_temp_dir(task.dst)
+    try:
+        prev, k = None, 0
+        for gray in _gray_frames(task, opts, source, tmp):
+            if prev is not None:
+                if gray.shape != prev.shape:
+                    raise ValueError(f"frame {k + 1} is {gray.shape}, frame {k} was {prev.shape}")
+                q = quantize(calc(prev, gray), opts.bound)
+                for c, direction in enumerate("xy"):
+                    save_jpeg(tmp / frame_name(opts.template, opts.start_index + k, direction), q[..., c],
+                              opts.quality)
+                k += 1
+            prev = gray
+        if k == 0:
+            raise ValueError("flow needs at least 2 frames")
+        publish_dir(tmp, task.dst)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)

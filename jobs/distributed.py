@@ -1,0 +1,85 @@
+"""torchrun environment -> one `Dist` value object; the single DDP wrapper; the few collectives the jobs need."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+
+import torch
+import torch.distributed as torch_dist
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def data_device(self) -> str:
+        """Where the DALI graph runs: "gpu" (nvJPEG/NVDEC) when training on CUDA, else "cpu"."""
+        return "gpu" if self.device.type == "cuda" else "cpu"
+
+
+def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
+    """`--device` value ("cpu", "cuda", "cuda:1" or None = CUDA when available) -> torch.device for this rank."""
+    if requested in (None, "auto"):
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
+        return torch.device("cuda", local_rank if requested == "cuda" else int(requested.split(":")[1]))
+    return torch.device(requested)
+
+
+def init_distributed(requested_device: str | None = None, timeout_min: int = 30) -> Dist:
+    """Read RANK / LOCAL_RANK / WORLD_SIZE (set by torchrun); join the process group when WORLD_SIZE > 1."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(requested_device, local)
+    if world > 1 and not torch_dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        # A finite timeout turns a stuck rank into an error message instead of an endless hang.
+        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_min))
+    return Dist(rank, local, world, device)
+
+
+def wrap_ddp(model: torch.nn.Module, dist: Dist) -> torch.nn.Module:
+    """The one DDP wrapper (identity for a single process)."""
+    if not dist.distributed:
+        return model
+    ids = [dist.device.index] if dist.device.type == "cuda" else None
+    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+
+
+def gather_objects(obj, dist: Dist) -> list:
+    """Every rank's `obj`, in rank order (a one-element list without DDP)."""
+    if not dist.distributed:
+        return [obj]
+    out = [None] * dist.world_size
+    torch_dist.all_gather_object(out, obj)
+    return out
+
+
+def barrier(dist: Dist):
+    if dist.distributed:
+        torch_dist.barrier()
+
+
+def shutdown(dist: Dist):
+    if dist.distributed and torch_dist.is_initialized():
+        torch_dist.destroy_process_group()

@@ -1,0 +1,43 @@
+"""Scores + labels -> the recipe's named metrics (spec §6), and the test-time `average_clips` rule (spec §1.2)."""
+from __future__ import annotations
+
+import numpy as np
+
+from jobs import metrics as M
+
+
+def average_clips(scores: np.ndarray, mode: str) -> np.ndarray:
+    """TSN already averages all views before its classifier, so 'score' == 'none'; 'prob' = softmax of that mean."""
+    return M.softmax(scores) if mode == "prob" else scores
+
+
+def multi_hot(labels: list[tuple[int, ...]], num_classes: int) -> np.ndarray:
+    out = np.zeros((len(labels), num_classes), np.float32)
+    for row, labs in enumerate(labels):
+        out[row, list(labs)] = 1.0
+    return out
+
+
+def compute_metrics(scores: np.ndarray, labels: list[tuple[int, ...]], names: tuple[str, ...],
+                    num_classes: int) -> dict[str, float]:
+    """{'top1_acc', 'top5_acc', 'mean_class_accuracy', 'mean_average_precision', 'mmit_mean_average_precision'} ⊇ result."""
+    out = {}
+    single = np.array([labs[0] for labs in labels])
+    for name in names:
+        if name == "top_k_accuracy":
+            top1, top5 = M.top_k_accuracy(scores, single, (1, 5))
+            out.update(top1_acc=float(top1), top5_acc=float(top5))
+        elif name == "mean_class_accuracy":
+            out[name] = float(M.mean_class_accuracy(scores, single))
+        elif name == "mean_average_precision":
+            out[name] = float(M.mean_average_precision(scores, multi_hot(labels, num_classes)))
+        elif name == "mmit_mean_average_precision":
+            out[name] = float(M.mmit_mean_average_precision(scores, multi_hot(labels, num_classes)))
+        else:
+            raise ValueError(f"unknown metric {name!r}")
+    return out
+
+
+def headline(metrics: dict[str, float]) -> float:
+    """The number `best.pth` is chosen by: top-1 when there is one, else the first metric."""
+    return metrics.get("top1_acc", next(iter(metrics.values()), 0.0))

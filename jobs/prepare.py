@@ -1,0 +1,170 @@
+"""`tsn prepare`: file lists from official annotations, resized videos, RGB frames, optical flow.
+
+Every media step skips outputs that are already complete, runs in a process pool with a progress bar,
+writes one JSON line (path, reason) per failed input to a report, and exits 1 if anything failed.
+"""
+import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: put the repo root (not jobs/) first on sys.path
+    sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+import functools
+
+import click
+
+from jobs.dataprep import filelist as filelist_mod
+from jobs.dataprep import flow as flow_mod
+from jobs.dataprep.frames import FrameOptions, extract_frames
+from jobs.dataprep.listio import AnnotationError
+from jobs.dataprep.resize import EncodeOptions, resize_video
+from jobs.dataprep.runner import default_workers, run_tasks
+from jobs.dataprep.videoio import Resize, parse_size, plan_tasks
+
+_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+_OUT = click.Path(file_okay=False, path_type=Path)
+
+
+@click.group()
+def prepare():
+    """Prepare datasets: file lists, resized videos, RGB frames, optical flow."""
+
+
+def _media_options(fn):
+    """Options every media step shares."""
+    fn = click.option("--report", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                      help="failure report (JSON lines: path, reason) [default: DST_DIR/<step>_failures.jsonl]")(fn)
+    fn = click.option("--workers", type=click.IntRange(min=0), default=default_workers(), show_default=True,
+                      help="worker processes (0 = run in this process)")(fn)
+    fn = click.option("--size", default=None, help="exact output size WxH, e.g. 340x256")(fn)
+    fn = click.option("--short-side", type=click.IntRange(min=2), default=None,
+                      help="resize keeping the aspect ratio so the short side is this many px")(fn)
+    return fn
+
+
+def _resize(short_side: int | None, size: str | None) -> Resize:
+    try:
+        return Resize(short_side, parse_size(size) if size else None)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+
+
+def _run(step: str, planned, work, dst: Path, workers: int, report: Path | None) -> None:
+    """Run a planned step, print its summary, exit 1 if any input failed."""
+    tasks, known = planned
+    report = report or dst / f"{step}_failures.jsonl"
+    summary = run_tasks(tasks, work, workers=workers, report_path=report, desc=step, known_failures=known)
+    click.echo(f"{step}: {summary.done} done, {summary.skipped} already complete, "
+               f"{len(summary.failures)} failed (of {summary.total + len(known)} inputs)")
+    if summary.failures:
+        for failure in summary.failures[:10]:
+            click.echo(f"  FAILED {failure.path}: {failure.reason}", err=True)
+        click.echo(f"report: {summary.report_path}", err=True)
+        raise click.exceptions.Exit(1)
+
+
+@prepare.command()
+@click.argument("dataset", type=click.Choice(sorted(filelist_mod.dataset_specs())))
+@click.option("--ann-dir", required=True, type=_DIR, help="folder with the official annotation files")
+@click.option("--root", type=_DIR, default=None, help="folder of frames/videos the list paths are relative to")
+@click.option("--train-root", type=_DIR, default=None, help="root for the train split [default: --root]")
+@click.option("--val-root", type=_DIR, default=None, help="root for the val split [default: --root]")
+@click.option("--test-root", type=_DIR, default=None, help="root for a labelled test split [default: --root]")
+@click.option("--out", "out_dir", required=True, type=_OUT, help="where lists and classes.txt are written")
+@click.option("--format", "fmt", type=click.Choice(["rawframes", "videos"]), default="rawframes", show_default=True)
+@click.option("--modality", type=click.Choice(["rgb", "flow"]), default="rgb", show_default=True,
+              help="flow: count flow-x files (lists named *_flow.txt)")
+@click.option("--template", default=None, help="frame file template to count [default: the dataset's]")
+@click.option("--strict", is_flag=True, help="exit 1 if any annotated video is missing on disk")
+def filelist(dataset, ann_dir, root, train_root, val_root, test_root, out_dir, fmt, modality, template, strict):
+    """Build DATASET's lists (MMAction2 formats) from its official annotation files."""
+    given = {"train": train_root or root, "val": val_root or root, "test": test_root or root}
+    roots = {role: path for role, path in given.items() if path is not None}
+    if not roots:
+        raise click.UsageError("give --root (or --train-root / --val-root)")
+    try:
+        summary = filelist_mod.build_filelists(dataset, ann_dir, out_dir, roots=roots, fmt=fmt,
+                                               modality=modality, template=template)
+    except (AnnotationError, FileNotFoundError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    for result in summary.lists:
+        missing = f", {result.missing} missing -> {result.path.stem}_missing.txt" if result.missing else ""
+        click.echo(f"{result.path}: {result.written} entries{missing}")
+    click.echo(f"classes: {summary.classes_path}")
+    for note in summary.notes:
+        click.echo(f"note: {note}", err=True)
+    if summary.problems:
+        click.echo(f"{len(summary.problems)} annotated videos not listed; reasons in {summary.report_path}", err=True)
+        if strict:
+            raise click.exceptions.Exit(1)
+
+
+@prepare.command()
+@click.argument("src_dir", type=_DIR)
+@click.argument("dst_dir", type=_OUT)
+@_media_options
+@click.option("--fps", type=float, default=None, help="output frame rate [default: the source's]")
+@click.option("--gop", type=click.IntRange(min=1), default=16, show_default=True, help="frames between keyframes")
+@click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True, help="x264 quality")
+@click.option("--preset", default="veryfast", show_default=True, help="x264 preset")
+def resize(src_dir, dst_dir, short_side, size, workers, report, fps, gop, crf, preset):
+    """Re-encode videos to H.264 yuv420p, constant frame rate, short closed GOP, no audio."""
+    from fractions import Fraction
+
+    opts = EncodeOptions(_resize(short_side, size), Fraction(fps).limit_denominator(1001) if fps else None,
+                         gop, crf, preset)
+    _run("resize", plan_tasks(src_dir, dst_dir, ".mp4"), functools.partial(resize_video, opts=opts),
+         dst_dir, workers, report)
+
+
+@prepare.command()
+@click.argument("src_dir", type=_DIR)
+@click.argument("dst_dir", type=_OUT)
+@_media_options
+@click.option("--template", default="img_{:05}.jpg", show_default=True, help="frame file name template")
+@click.option("--start-index", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality")
+def frames(src_dir, dst_dir, short_side, size, workers, report, template, start_index, quality):
+    """Extract every frame of every video under SRC_DIR into DST_DIR/<video>/ as RGB JPEGs."""
+    try:
+        opts = FrameOptions(_resize(short_side, size), template, start_index, quality)
+    except ValueError as err:
+        raise click.BadParameter(str(err)) from None
+    _run("frames", plan_tasks(src_dir, dst_dir, ""), functools.partial(extract_frames, opts=opts),
+         dst_dir, workers, report)
+
+
+@prepare.command()
+@click.argument("src_dir", type=_DIR)
+@click.argument("dst_dir", type=_OUT)
+@_media_options
+@click.option("--algo", type=click.Choice(flow_mod.ALGORITHMS), default="tvl1", show_default=True,
+              help="tvl1 = the published TSN flow; farneback = fast preview, NOT the published algorithm")
+@click.option("--bound", type=float, default=20.0, show_default=True, help="clip flow to +-bound px before quantising")
+@click.option("--template", default="{}_{:05d}.jpg", show_default=True, help="flow file template (direction, index)")
+@click.option("--rgb-template", default="img_{:05}.jpg", show_default=True,
+              help="RGB frames to read (frame folders) or to write (--with-rgb)")
+@click.option("--start-index", type=click.IntRange(min=0), default=1, show_default=True)
+@click.option("--source", type=click.Choice(["auto", "videos", "frames"]), default="auto", show_default=True,
+              help="SRC_DIR holds videos or frame folders (auto: videos if any)")
+@click.option("--with-rgb", is_flag=True, help="videos: also write the RGB frames next to the flow")
+@click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality")
+def flow(src_dir, dst_dir, short_side, size, workers, report, algo, bound, template, rgb_template, start_index,
+         source, with_rgb, quality):
+    """Optical flow of every video or frame folder under SRC_DIR into DST_DIR/<video>/."""
+    try:
+        opts = flow_mod.FlowOptions(algo, bound, template, rgb_template, start_index, _resize(short_side, size),
+                                    with_rgb, quality)
+        kind, tasks, known = flow_mod.plan(src_dir, dst_dir, source, rgb_template)
+        meta = flow_mod.write_meta(dst_dir, opts, kind)
+    except (ValueError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from None
+    if not meta["published_algorithm"]:
+        click.echo(f"WARNING: {meta['note']}", err=True)
+    click.echo(f"flow: {algo}, bound {bound}, from {kind} -> {dst_dir} (settings in flow_meta.json)")
+    _run("flow", (tasks, known), functools.partial(flow_mod.extract_flow, opts=opts, source=kind),
+         dst_dir, workers, report)
+
+
+if __name__ == "__main__":
+    prepare()

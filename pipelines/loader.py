@@ -1,0 +1,106 @@
+"""A small adapter from the DALI pipeline to plain torch tensors: `for batch in loader` and `len(loader)`.
+
+Shapes (legend: B videos, V views = crops x clips x clip_len for RGB or crops x clips for flow, C channels):
+  batch.clips   (B, V, C, H, W) uint8 (CPU, or CUDA for the GPU pipeline); C = 3 (RGB) or 2 * clip_len (flow)
+  batch.labels  (B,) int64, or (B, num_classes) float32 multi-hot
+  batch.index   (B,) int64 position in the annotation list; -1 marks evaluation padding (exclude it downstream)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .source import ClipSource, read_bad_log
+
+
+@dataclass
+class Batch:
+    clips: torch.Tensor
+    labels: torch.Tensor
+    index: torch.Tensor
+
+
+class TooManyBadSamples(RuntimeError):
+    """More of the data was unreadable than `max_bad_fraction` allows."""
+
+
+def _to_torch(tensor_list) -> torch.Tensor:
+    # DALI reuses its output buffers on the next run(): copy out through DLPack.
+    return torch.from_dlpack(tensor_list.as_tensor()).clone()
+
+
+class ClipLoader:
+    def __init__(self, source: ClipSource, pipeline, *, num_classes: int, multi_label: bool = False,
+                 max_bad_fraction: float = 1.0):
+        self.source, self.pipeline = source, pipeline
+        self.num_classes, self.multi_label = num_classes, multi_label
+        self.max_bad_fraction = max_bad_fraction
+        self._pending = 0            # batches of the current pipeline epoch not yet consumed
+        s = source.sampler
+        self.views_per_crop = s.num_offsets * (1 if source.flow else s.clip_len)
+        self.channels = 2 * s.clip_len if source.flow else 3
+
+    def __len__(self) -> int:
+        return self.source.num_batches()
+
+    def _drain(self):
+        """Finish an epoch the consumer left early, so the next one starts at its first batch."""
+        try:
+            while True:
+                self.pipeline.run()
+        except StopIteration:
+            self.pipeline.reset()
+
+    def __iter__(self):
+        if self._pending:
+            self._drain()
+        self._pending = len(self)
+        for _ in range(len(self)):
+            outputs = self.pipeline.run()
+            self._pending -= 1
+            yield self._assemble(outputs)
+        self._drain()
+        self._pending = 0
+        self.check_bad_samples()
+
+    def _assemble(self, outputs) -> Batch:
+        *views, index = outputs
+        per_sample_index = _to_torch(index).reshape(-1)
+        crops = [_to_torch(v) for v in views]                    # each (N, H, W, c) or (B, F, H, W, c)
+        h, w = crops[0].shape[-3:-1]
+        b = len(per_sample_index) if self.source.reader.per_video else len(per_sample_index) // self._frames()
+        index = per_sample_index.reshape(b, -1)[:, 0]
+        # Frames of one view are k consecutive samples: k = 2 * clip_len grey flow images (x, y, x, y, ...) or
+        # k = 1 RGB frame. (crops, B, views, k, H, W, c) -> (B, crops * views, k * c, H, W), crop-major like
+        # MMAction2's lists, flow channels [x_t, y_t, x_t+1, ...] (spec §3.11).
+        k = self.channels if self.source.flow else 1
+        stacked = torch.stack(crops).reshape(len(crops), b, self.views_per_crop, k, h, w, -1)
+        clips = stacked.permute(1, 0, 2, 3, 6, 4, 5).reshape(b, -1, self.channels, h, w)
+        return Batch(clips, self._labels(index), index)
+
+    def _frames(self) -> int:
+        s = self.source.sampler
+        return s.num_offsets * s.clip_len * (2 if self.source.flow else 1)
+
+    def _labels(self, index: torch.Tensor) -> torch.Tensor:
+        records = self.source.records
+        real = [int(i) if i >= 0 else 0 for i in index]          # padding rows get any label; they are masked
+        if not self.multi_label:
+            return torch.tensor([records[i].label for i in real], dtype=torch.int64)
+        hot = torch.zeros(len(real), self.num_classes)
+        for row, i in enumerate(real):
+            hot[row, list(records[i].labels)] = 1.0
+        return hot
+
+    def bad_samples(self) -> list[dict]:
+        return read_bad_log(self.source.bad_log)
+
+    def check_bad_samples(self):
+        """Abort with a summary once more than max_bad_fraction of the list proved unreadable."""
+        bad = self.bad_samples()
+        if len(bad) > self.max_bad_fraction * len(self.source.records):
+            lines = "\n".join(f"  {b['line']}: {b['reason']}" for b in bad[:20])
+            raise TooManyBadSamples(
+                f"{len(bad)} of {len(self.source.records)} videos unreadable (max_bad_fraction="
+                f"{self.max_bad_fraction}); see {self.source.bad_log}\n{lines}")

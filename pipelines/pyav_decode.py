@@ -1,0 +1,248 @@
+"""Frame-exact sparse decoding of one video file on the CPU with PyAV.
+
+Frame index i means the i-th frame in *presentation* order, counted from 0. The map from index to
+timestamp is built from the demuxed packets (`PacketTable`), never from fps arithmetic: H.264 with
+B-frames stores packets in decode order, WebM rounds timestamps to 1 ms (33/34 ms steps at 30 fps)
+and VFR files have no arithmetic at all, so `start + i / fps` would silently pick neighbours. The
+table costs one demux pass (no decoding; a few ms for a 10 s clip) and is cached per process.
+
+Decoding seeks to the keyframe at/before a target only when that keyframe lies after the current
+decode position (otherwise decoding on is no more work), then decodes forward to the target's pts.
+The seek target is the keyframe's pts (what the MP4/MKV/WebM demuxers index by); AVI demuxers index
+by dts, so a seek that overshoots is retried at the keyframe's dts, then from the very start.
+
+Packet pts map 1:1 to frames only for codecs with one picture per packet (`PTS_EXACT_CODECS`) in
+containers that store real pts. AVI stores none: its demuxer invents pts = decode position, which
+is wrong for H.264/HEVC with B-frames (checked: decoded pts come out 1,2,4,3,6,7,5,...). Those,
+other codecs (MPEG-4 Part 2 with packed B-frames in AVI, e.g. UCF-101's XviD) and streams whose
+packet pts are missing or repeat are decoded sequentially from the start, counting output frames:
+exact by construction, cost linear in the largest index (fine for short clips).
+"""
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+import av
+import numpy as np
+
+if TYPE_CHECKING:
+    from pipelines.video_index import VideoInfo
+
+PTS_EXACT_CODECS = frozenset({"h264", "hevc", "av1", "vp8", "vp9", "mjpeg"})
+_REORDERING_CODECS = frozenset({"h264", "hevc"})  # B-frames: presentation order != decode order
+_NO_PTS_CONTAINERS = frozenset({"avi"})  # demuxer fills pts from the packet's decode position
+_TABLE_CACHE_SIZE = 256  # tables are small (8 bytes per frame); bounded so long runs stay flat
+
+
+class VideoDecodeError(RuntimeError):
+    """A requested frame could not be produced; the message names the file and the index."""
+
+
+class FrameIndexError(VideoDecodeError, IndexError):
+    """A requested index is outside [0, num_frames)."""
+
+
+@dataclass(frozen=True)
+class PacketTable:
+    """What the demuxer says about the video stream, without decoding anything."""
+
+    codec: str
+    time_base: Fraction
+    pts: np.ndarray        # (N,) int64, pts of non-empty video packets sorted = presentation order
+    key_index: np.ndarray  # (K,) int64, presentation index of each keyframe, ascending
+    key_dts: np.ndarray    # (K,) int64, min(pts, dts) of those keyframes: the dts-indexed seek target
+    start_ts: int          # smallest pts/dts of any packet: seeking here restarts from the beginning
+    num_packets: int       # non-empty video packets demuxed (== N when seekable)
+    seekable: bool         # codec in PTS_EXACT_CODECS, every packet has a pts, none repeats
+
+
+def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
+    container = av.open(path, mode="r")
+    if not container.streams.video:
+        container.close()
+        raise VideoDecodeError(f"{path}: no video stream")
+    return container, container.streams.video[0]
+
+
+def read_packet_table(container, stream) -> PacketTable:
+    """Demux every packet of `stream` once. Stops quietly at a damaged tail (truncated files)."""
+    pts, keys, count, start = [], [], 0, None
+    try:
+        for packet in container.demux(stream):
+            if packet.size == 0:  # the flush packet at EOF, or an empty placeholder (AVI drops)
+                continue
+            count += 1
+            stamps = [x for x in (packet.pts, packet.dts) if x is not None]
+            start = min([start, *stamps]) if start is not None else min(stamps, default=None)
+            if packet.pts is None:
+                continue
+            pts.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append((packet.pts, min(stamps)))
+    except av.error.FFmpegError:
+        pass  # keep what was demuxed before the damage; decoding decides how much of it is usable
+    arr = np.asarray(pts, dtype=np.int64)
+    order = np.argsort(arr, kind="stable")
+    sorted_pts = arr[order]
+    unique = sorted_pts.size == 0 or bool(np.all(np.diff(sorted_pts) > 0))
+    keys.sort()
+    key_pts = np.asarray([k[0] for k in keys], dtype=np.int64)
+    codec = stream.codec_context.name if stream.codec_context is not None else ""
+    fake_pts = codec in _REORDERING_CODECS and bool(
+        _NO_PTS_CONTAINERS & set(container.format.name.split(",")))
+    return PacketTable(
+        codec=codec,
+        time_base=stream.time_base or Fraction(1, 1),
+        pts=sorted_pts,
+        key_index=np.searchsorted(sorted_pts, key_pts).astype(np.int64),
+        key_dts=np.asarray([k[1] for k in keys], dtype=np.int64),
+        start_ts=int(start or 0),
+        num_packets=count,
+        seekable=(codec in PTS_EXACT_CODECS and not fake_pts and unique and len(pts) == count
+                  and len(keys) > 0),
+    )
+
+
+_tables: OrderedDict[tuple, PacketTable] = OrderedDict()
+
+
+def packet_table(path: str) -> PacketTable:
+    """Per-process LRU cache keyed by (path, size, mtime) so an edited file is re-read."""
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key in _tables:
+        _tables.move_to_end(key)
+        return _tables[key]
+    container, stream = open_video(path)
+    try:
+        table = read_packet_table(container, stream)
+    finally:
+        container.close()
+    _tables[key] = table
+    while len(_tables) > _TABLE_CACHE_SIZE:
+        _tables.popitem(last=False)
+    return table
+
+
+def iter_frames(container, stream, errors: list[str]) -> Iterator[av.VideoFrame]:
+    """Decode packet by packet; a packet the decoder rejects is recorded and skipped, so one bad
+    packet does not end the stream (later frames may still decode). A fresh iterator is needed
+    after every seek: a half-consumed one could still hold frames from before the seek."""
+    try:
+        for packet in container.demux(stream):
+            try:
+                yield from packet.decode()  # the size-0 packet at EOF flushes delayed frames
+            except av.error.FFmpegError as exc:
+                errors.append(f"pts={packet.pts}: {exc}")
+    except av.error.FFmpegError as exc:  # the demuxer itself failed: flush what the decoder holds
+        errors.append(f"demux: {exc}")
+        try:
+            yield from stream.codec_context.decode(None)
+        except av.error.FFmpegError:
+            pass
+
+
+def decode_frames(path: str, indices: Sequence[int], *, info: VideoInfo | None = None) -> np.ndarray:
+    """Frames `indices` (presentation order, 0-based) of `path` as (len(indices), H, W, 3) uint8 RGB,
+    in request order (duplicates allowed). `info` (from probe_video) bounds the valid range by its
+    num_frames, which excludes an undecodable tail; without it the demuxed packet count is used."""
+    idx = [int(i) for i in indices]
+    if info is not None and info.status != "ok":
+        raise VideoDecodeError(f"{path}: not decodable ({info.status}: {info.reason})")
+    try:
+        table = packet_table(path)
+    except (OSError, av.error.FFmpegError, VideoDecodeError) as exc:
+        raise VideoDecodeError(f"{path}: cannot open: {exc}") from exc
+    limit = table.num_packets if info is None else info.num_frames
+    for i in idx:
+        if not 0 <= i < limit:
+            raise FrameIndexError(f"{path}: frame index {i} out of range [0, {limit})")
+    targets = sorted(set(idx))
+    try:
+        container, stream = open_video(path)
+    except av.error.FFmpegError as exc:
+        raise VideoDecodeError(f"{path}: cannot open: {exc}") from exc
+    try:
+        if table.seekable:
+            got = _decode_seeking(path, container, stream, table, targets)
+        else:
+            got = _decode_sequential(path, container, stream, targets)
+        if not idx:
+            return np.zeros((0, stream.height, stream.width, 3), np.uint8)
+        shapes = {a.shape for a in got.values()}
+        if len(shapes) != 1:
+            raise VideoDecodeError(f"{path}: frame size changes mid-stream {sorted(shapes)}")
+        return np.stack([got[i] for i in idx])
+    finally:
+        container.close()
+
+
+def _decode_seeking(path, container, stream, table: PacketTable, targets) -> dict[int, np.ndarray]:
+    out: dict[int, np.ndarray] = {}
+    errors: list[str] = []
+    frames: Iterator | None = None
+    pos = -1  # presentation index of the last frame the decoder produced (-1: not started)
+    by_dts = False  # set once a pts seek overshot: this demuxer indexes by dts (AVI)
+    for t in targets:
+        want = int(table.pts[t])
+        k = int(np.searchsorted(table.key_index, t, side="right")) - 1  # keyframe at/before t
+        must_seek = frames is None or (k >= 0 and int(table.key_index[k]) > pos)
+        frame = None if must_seek else _advance(frames, want)
+        if frame is None:  # seek; an overshoot (first frame already past the target) falls back
+            plans = ["start"] if k < 0 else (["dts", "start"] if by_dts else ["pts", "dts", "start"])
+            for how in plans:
+                frames = _seek(container, stream, table, k, how, errors)
+                frame = _advance(frames, want)
+                if frame is not None:
+                    by_dts = by_dts or how == "dts"
+                    break
+        if frame is None:
+            detail = f"; decoder errors: {errors[-3:]}" if errors else ""
+            raise VideoDecodeError(f"{path}: frame {t} (pts {want}) was not produced{detail}")
+        out[t] = frame.to_ndarray(format="rgb24")
+        pos = t
+    return out
+
+
+def _seek(container, stream, table: PacketTable, k: int, how: str, errors: list[str]) -> Iterator:
+    """Seek to keyframe k by its "pts" or "dts", or to the "start". MP4 and MKV demuxers index by
+    pts (checked: seeking to a B-frame stream's keyframe dts lands one GOP early); AVI by dts."""
+    if how == "pts":
+        target = int(table.pts[table.key_index[k]])
+    else:
+        target = int(table.key_dts[k]) if how == "dts" else table.start_ts
+    container.seek(target, backward=True, any_frame=False, stream=stream)
+    return iter_frames(container, stream, errors)
+
+
+def _advance(frames: Iterator, want: int) -> av.VideoFrame | None:
+    """Decode on until the frame whose pts is `want`; None if a later pts shows up first or the
+    stream ends (the target was skipped, e.g. the seek overshot or its packet is damaged)."""
+    for frame in frames:
+        if frame.pts is None or frame.pts < want:
+            continue
+        return frame if frame.pts == want else None
+    return None
+
+
+def _decode_sequential(path, container, stream, targets) -> dict[int, np.ndarray]:
+    """Fallback for streams without usable packet pts: count frames from the start, no seeking."""
+    out: dict[int, np.ndarray] = {}
+    errors: list[str] = []
+    wanted = set(targets)
+    last = targets[-1] if targets else -1
+    for n, frame in enumerate(iter_frames(container, stream, errors)):
+        if n in wanted:
+            out[n] = frame.to_ndarray(format="rgb24")
+        if n >= last:
+            break
+    missing = wanted - out.keys()
+    if missing:
+        raise VideoDecodeError(f"{path}: frame {min(missing)} was not produced (stream ended early; "
+                               f"decoder errors: {errors[-3:]})")
+    return out

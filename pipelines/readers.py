@@ -1,0 +1,98 @@
+"""What one video's sampled frames look like before DALI sees them: encoded JPEGs, decoded frames, or a video file.
+
+Each reader turns (record, frame indices) into a `Clip`. The three kinds differ in where decoding happens:
+  FrameFolderReader  JPEG files -> DALI image decoder (CPU libjpeg-turbo or nvJPEG); one sample per frame.
+  PyAVReader         video file -> frames decoded here with keyframe seeking (CPU); one sample per frame.
+  VideoFileReader    video file bytes + indices -> DALI video decoder (NVDEC, or the CPU backend for VP8/VP9/MJPEG);
+                     one sample per video (a sequence).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .annotations import FrameLayout, VideoRecord
+from .jpeg import BadJpeg, jpeg_size
+
+
+class BadSample(RuntimeError):
+    """A video that cannot be loaded; the message names the file."""
+
+
+@dataclass
+class Clip:
+    data: list[np.ndarray]       # per frame: 1-D encoded JPEG or (H, W, 3) uint8; per video: [1-D encoded file]
+    width: int
+    height: int
+    frames: np.ndarray | None = None   # (F,) int32 indices for the video decoder; None for frame-level clips
+
+
+def _read_file(path: str) -> np.ndarray:
+    try:
+        return np.fromfile(path, dtype=np.uint8)
+    except FileNotFoundError:
+        raise BadSample(f"missing file {path}") from None
+    except OSError as err:
+        raise BadSample(f"cannot read {path}: {err}") from None
+
+
+@dataclass(frozen=True)
+class FrameFolderReader:
+    layout: FrameLayout
+    per_video = False            # samples are frames
+
+    @property
+    def gray(self) -> bool:
+        return self.layout.modality == "Flow"
+
+    def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
+        files = self.layout.frame_paths(record, indices)
+        data = [_read_file(p) for p in files]
+        size = None
+        for path, buf in zip(files, data):
+            try:
+                wh = jpeg_size(buf)
+            except BadJpeg as err:
+                raise BadSample(f"{path}: {err}") from None
+            if size is not None and wh != size:
+                raise BadSample(f"{path}: frame size {wh} differs from {size} in the same folder")
+            size = wh
+        return Clip(data, size[0], size[1])
+
+
+@dataclass(frozen=True)
+class PyAVReader:
+    timeout_s: float = 30.0
+    per_video = False
+    gray = False
+
+    def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
+        from .pyav_decode import decode_frames
+        from .timeout import DecodeTimeout, call_with_timeout
+        try:
+            frames = call_with_timeout(decode_frames, self.timeout_s, record.path, indices)
+        except DecodeTimeout:
+            raise BadSample(f"{record.path}: decoding took longer than {self.timeout_s:g} s") from None
+        except FileNotFoundError:
+            raise BadSample(f"missing file {record.path}") from None
+        except Exception as err:  # PyAV raises many types (InvalidDataError, EOFError, ValueError...)
+            raise BadSample(f"{record.path}: {type(err).__name__}: {err}") from None
+        h, w = frames.shape[1:3]
+        return Clip(list(frames), w, h)
+
+
+@dataclass(frozen=True)
+class VideoFileReader:
+    sizes: dict[str, tuple[int, int]]   # path -> (w, h), from the video index
+    per_video = True
+    gray = False
+
+    def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
+        if record.path not in self.sizes:
+            raise BadSample(f"{record.path}: not in the video index (unreadable or unsupported)")
+        w, h = self.sizes[record.path]
+        data = _read_file(record.path)
+        if data.size == 0:
+            raise BadSample(f"{record.path}: empty file")
+        return Clip([data], w, h, np.asarray(indices, dtype=np.int32))

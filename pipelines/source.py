@@ -1,0 +1,158 @@
+"""The DALI external source: one batch of videos -> sampled frames plus their crop/flip arguments.
+
+It runs inside DALI's Python worker processes (parallel=True, one batch per call), so it is a plain picklable
+object whose output depends only on (epoch, iteration): the order, the frame indices and the geometry of every
+video come from `video_rng(seed, epoch, video)`. Pixel work is left to DALI; this only reads bytes and does the
+numpy geometry of spec §3.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .annotations import VideoRecord
+from .geometry import Augment, View, plan_views
+from .readers import BadSample, Clip
+from .sampling import Sampler, video_rng
+from .sharding import Shard, batches, epoch_order, loadable, shard_videos
+
+MAX_SUBSTITUTES = 20   # skip mode: how many other videos to try in place of a bad one
+
+
+@dataclass(frozen=True)
+class Epochs:
+    """Order, sharding and batching of a loader's videos."""
+
+    batch_size: int
+    shuffle: bool
+    pad_mark: bool          # evaluation: mark padding so each video counts once across ranks
+    seed: int = 0
+    start_epoch: int = 0    # resume: the epoch the first pipeline epoch stands for
+    shard: Shard = Shard()
+
+
+def slice_box(view: View, width: int, height: int) -> tuple[int, int, int, int]:
+    """Integer decode window (x0, y0, x1, y1) around a float view box, with a 1 px margin for interpolation."""
+    x1, y1, x2, y2 = view.box
+    return (max(0, math.floor(x1) - 1), max(0, math.floor(y1) - 1),
+            min(width, math.ceil(x2) + 1), min(height, math.ceil(y2) + 1))
+
+
+@dataclass
+class ClipSource:
+    records: list[VideoRecord] = field(repr=False)
+    reader: object                 # FrameFolderReader | PyAVReader | VideoFileReader
+    sampler: Sampler
+    augment: Augment
+    epochs: Epochs
+    start_index: int = 0
+    flow: bool = False
+    decode_slice: bool = False     # decode only the crop window (single-view JPEG pipelines)
+    on_error: str = "raise"        # "raise" | "skip"
+    bad_log: str | None = None     # JSON lines of skipped samples
+    _plan_epoch: int = field(default=-1, repr=False)
+    _plan: list = field(default_factory=list, repr=False)
+
+    def __post_init__(self):
+        if self.on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
+        if self.decode_slice and (self.augment.num_crops != 1 or self.reader.per_video):
+            raise ValueError("decode_slice needs a single-view frame-folder pipeline")
+
+    @property
+    def names(self) -> list[str]:
+        """Output names in external_source order; the graph builds from the same list."""
+        names = ["data"] + (["frames"] if self.reader.per_video else []) + (["anchor", "shape"] if self.decode_slice else [])
+        for c in range(self.augment.num_crops):
+            names += [f"roi_start{c}", f"roi_end{c}", f"mirror{c}"] + ([f"invert{c}"] if self.flow else [])
+        return names + ["index"]
+
+    def num_batches(self) -> int:
+        per_rank = math.ceil(len(self.records) / self.epochs.shard.world_size)
+        return math.ceil(per_rank / self.epochs.batch_size)
+
+    def batch_entries(self, epoch: int, iteration: int) -> np.ndarray:
+        """Shard entries of one batch (negative = evaluation padding, see sharding.shard_videos)."""
+        if epoch != self._plan_epoch:
+            e = self.epochs
+            order = epoch_order(len(self.records), epoch=epoch, seed=e.seed, shuffle=e.shuffle)
+            self._plan = batches(shard_videos(order, e.shard, pad_mark=e.pad_mark), e.batch_size)
+            self._plan_epoch = epoch
+        return self._plan[iteration]
+
+    def __call__(self, info):
+        epoch = self.epochs.start_epoch + info.epoch_idx
+        if info.iteration >= self.num_batches():
+            raise StopIteration
+        columns = {name: [] for name in self.names}
+        for entry in self.batch_entries(epoch, info.iteration):
+            video, clip, views = self._load(int(entry), epoch)
+            self._emit(columns, video if entry >= 0 else -1, clip, views)
+        return tuple(columns[name] for name in self.names)
+
+    def _load(self, entry: int, epoch: int) -> tuple[int, Clip, list[View]]:
+        video = loadable(entry)
+        for attempt in range(MAX_SUBSTITUTES + 1):
+            record = self.records[video]
+            try:
+                if record.total_frames is None or record.total_frames < 1:
+                    raise BadSample(f"{record.path}: no frames (total_frames={record.total_frames})")
+                rng = video_rng(self.epochs.seed, epoch, video)
+                indices = self.sampler(record.total_frames, self.start_index, rng)
+                clip = self.reader.read(record, indices)
+                return video, clip, plan_views(clip.width, clip.height, self.augment, flow=self.flow, rng=rng)
+            except BadSample as err:
+                if self.on_error == "raise":
+                    raise BadSample(f"{record.source}: {err}") from None
+                self._log_bad(record, str(err), epoch)
+                video = (video + 1) % len(self.records)     # deterministic substitute
+        raise BadSample(f"{MAX_SUBSTITUTES + 1} consecutive unreadable videos, last: {record.source}")
+
+    def _log_bad(self, record: VideoRecord, reason: str, epoch: int):
+        if self.bad_log is None:
+            return
+        line = json.dumps({"path": record.path, "line": record.source, "reason": reason,
+                           "rank": self.epochs.shard.rank, "epoch": epoch})
+        with open(self.bad_log, "a", encoding="utf-8") as f:   # one short write per line: atomic with O_APPEND
+            f.write(line + "\n")
+
+    def _emit(self, columns: dict, index: int, clip: Clip, views: list[View]):
+        """Append one video's samples: one per frame (frame-level readers) or one per video (video decoder)."""
+        n = 1 if self.reader.per_video else len(clip.data)
+        columns["data"] += clip.data
+        if self.reader.per_video:
+            columns["frames"].append(clip.frames)
+        if self.decode_slice:
+            x0, y0, x1, y1 = slice_box(views[0], clip.width, clip.height)
+            columns["anchor"] += [np.array([x0, y0], np.int32)] * n     # image_slice takes (x, y)
+            columns["shape"] += [np.array([x1 - x0, y1 - y0], np.int32)] * n
+        else:
+            x0 = y0 = 0
+        for c, view in enumerate(views):
+            bx1, by1, bx2, by2 = view.box
+            # fn.resize ROIs follow the tensor's axis order: (y, x), relative to the decoded (maybe sliced) image.
+            columns[f"roi_start{c}"] += [np.array([by1 - y0, bx1 - x0], np.float32)] * n
+            columns[f"roi_end{c}"] += [np.array([by2 - y0, bx2 - x0], np.float32)] * n
+            columns[f"mirror{c}"] += [np.array(int(view.mirror), np.int32)] * n
+            if self.flow:   # samples alternate x, y (spec §3.4); a Flip inverts only the x components
+                columns[f"invert{c}"] += [np.array([int(view.invert_flow_x and i % 2 == 0)], np.uint8)
+                                          for i in range(n)]
+        columns["index"] += [np.array(index, np.int64)] * n
+
+
+def read_bad_log(path: str | None) -> list[dict]:
+    """Entries of a bad-sample log, first occurrence of each path only."""
+    if not path or not os.path.exists(path):
+        return []
+    seen, out = set(), []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            entry = json.loads(line)
+            if entry["path"] not in seen:
+                seen.add(entry["path"])
+                out.append(entry)
+    return out

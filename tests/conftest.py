@@ -1,0 +1,32 @@
+"""Shared fixtures and the `gpu` marker's automatic skip."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA: no GPU on this machine")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory):
+    """A small synthetic dataset (12 classes, 2 train + 1 val videos per class) shared by the whole session."""
+    from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+    root = tmp_path_factory.mktemp("synthetic")
+    make_synthetic_dataset(root, SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24))
+    return root
+
+
+def synthetic_overrides(root, kind: str = "rawframes") -> list[str]:
+    """--cfg-options that point a recipe's train/val/test lists at the synthetic set (kind: rawframes|flow|videos)."""
+    prefix = root / ("videos" if kind.startswith("videos") else "rawframes")
+    out = []
+    for split, name in (("train", "train"), ("val", "val"), ("test", "val")):
+        out += [f"data.{split}_list={root / f'{name}_list_{kind}.txt'}", f"data.{split}_prefix={prefix}"]
+    return out

@@ -1,0 +1,301 @@
+"""Video-file I/O: probing + index cache, frame-exact sparse PyAV decoding, decode timeout."""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from pipelines import pyav_decode, video_index
+from pipelines.pyav_decode import FrameIndexError, VideoDecodeError, decode_frames
+from pipelines.timeout import DecodeTimeout, abandoned_calls, call_with_timeout
+from pipelines.video_index import build_index, load_index, probe_video
+
+N, W, H, FPS = 60, 96, 64, 30
+SCATTERED = [59, 0, 31, 31, 12, 47, 1]
+
+
+def frame_image(i: int) -> np.ndarray:
+    """(H, W, 3) uint8: frame number i as 6 bars of 16 px (bit b set -> white bar b), a red level
+    that steps with i in the top half, and a horizontal blue ramp in the bottom half."""
+    img = np.zeros((H, W, 3), np.uint8)
+    for b in range(6):
+        if (i >> b) & 1:
+            img[:, b * 16:(b + 1) * 16] = 255
+    img[: H // 2, :, 0] = np.maximum(img[: H // 2, :, 0], (i * 4) % 256)
+    img[H // 2:, :, 2] = np.linspace(0, 255, W, dtype=np.uint8)[None, :]
+    return img
+
+
+def write_video(path: Path, codec: str, *, options=None, container_options=None, pix_fmt="yuv420p",
+                gop=12, pts_ms=None) -> Path:
+    with av.open(str(path), "w", options=container_options or {}) as out:
+        stream = out.add_stream(codec, rate=FPS, options=options or {})
+        stream.width, stream.height, stream.pix_fmt = W, H, pix_fmt
+        stream.codec_context.gop_size = gop
+        if pts_ms is not None:  # irregular timestamps -> a variable-frame-rate file
+            stream.codec_context.time_base = Fraction(1, 1000)
+        for i in range(N):
+            frame = av.VideoFrame.from_ndarray(frame_image(i), format="rgb24")
+            if pts_ms is not None:
+                frame.pts, frame.time_base = pts_ms[i], Fraction(1, 1000)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("videos")
+    x264 = {"x264-params": "keyint=12:min-keyint=12:scenecut=0:bframes=2", "preset": "fast"}
+    steps = np.resize([20, 33, 50, 33], N - 1)
+    v = {
+        "h264": write_video(d / "h264.mp4", "libx264", options=x264),
+        "h264_faststart": write_video(d / "h264_fs.mp4", "libx264", options=x264,
+                                      container_options={"movflags": "faststart"}),
+        "vp9": write_video(d / "vp9.webm", "libvpx-vp9", gop=10, options={
+            "g": "10", "keyint_min": "10", "deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}),
+        "mjpeg": write_video(d / "mjpeg.avi", "mjpeg", pix_fmt="yuvj420p"),
+        # AVI has no pts: with B-frames these take the sequential (count output frames) path
+        "h264_avi": write_video(d / "h264.avi", "libx264", options=x264),
+        "mpeg4_avi": write_video(d / "mpeg4.avi", "mpeg4", options={
+            "bf": "2", "g": "12", "sc_threshold": "1000000000"}),
+        "vfr": write_video(d / "vfr.mkv", "libx264", options=x264,
+                           pts_ms=np.concatenate([[0], np.cumsum(steps)]).tolist()),
+    }
+    (d / "empty.mp4").write_bytes(b"")
+    (d / "text.mp4").write_text("this is not a video\n" * 20)
+    for name in ("h264", "h264_faststart"):
+        data = v[name].read_bytes()
+        (d / f"cut_{v[name].name}").write_bytes(data[: len(data) // 2])
+    v.update(empty=d / "empty.mp4", text=d / "text.mp4", cut_h264=d / "cut_h264.mp4",
+             cut_h264_faststart=d / "cut_h264_fs.mp4", missing=d / "missing.mp4")
+    return v
+
+
+def full_decode(path: Path) -> np.ndarray:
+    with av.open(str(path)) as c:
+        return np.stack([f.to_ndarray(format="rgb24") for f in c.decode(video=0)])
+
+
+def test_h264_fixture_has_b_frames(videos):
+    with av.open(str(videos["h264"])) as c:
+        pts = [p.pts for p in c.demux(video=0) if p.size]
+    assert len(pts) == N and pts != sorted(pts)  # decode order != presentation order
+
+
+@pytest.mark.parametrize("name", ["h264", "vp9", "mjpeg", "vfr", "h264_avi", "mpeg4_avi"])
+def test_decode_frames_is_frame_exact(videos, name):
+    ref = full_decode(videos[name])
+    assert ref.shape == (N, H, W, 3)
+    # the pattern makes every frame distinct, so an off-by-one would be caught
+    assert all(not np.array_equal(ref[i], ref[i + 1]) for i in range(N - 1))
+    out = decode_frames(str(videos[name]), SCATTERED)
+    assert out.shape == (len(SCATTERED), H, W, 3) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, ref[SCATTERED])
+    rng = np.random.default_rng(1)
+    for _ in range(5):
+        idx = rng.integers(0, N, size=9).tolist()
+        np.testing.assert_array_equal(decode_frames(str(videos[name]), idx), ref[idx])
+
+
+@pytest.mark.parametrize("name,gop", [("h264", 12), ("vp9", 10)])
+def test_decode_frames_seeks_instead_of_decoding_from_start(videos, name, gop, monkeypatch):
+    produced = []
+    real = pyav_decode.iter_frames
+
+    def counting(*args):
+        for frame in real(*args):
+            produced.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(pyav_decode, "iter_frames", counting)
+    decode_frames(str(videos[name]), [N - 2])
+    assert 0 < len(produced) <= gop  # one GOP at most, not the 59 frames before it
+
+
+def test_decode_frames_survives_a_lying_keyframe_index(videos, monkeypatch):
+    """Claimed keyframes that are not keyframes, and a seek that overshoots its target, must
+    still give the exact frames (backward seek + the replay-from-start fallback)."""
+    path = str(videos["h264"])
+    ref = full_decode(videos["h264"])
+    real_table = pyav_decode.packet_table(path)
+    monkeypatch.setattr(pyav_decode, "packet_table", lambda p: dataclasses.replace(
+        real_table, key_index=np.arange(N, dtype=np.int64), key_dts=real_table.pts))
+    # ^ "every frame is a keyframe"
+    np.testing.assert_array_equal(decode_frames(path, SCATTERED), ref[SCATTERED])
+
+    real_seek = pyav_decode._seek
+    calls = []
+
+    def overshooting_seek(container, stream, table, k, how, errors):
+        calls.append(how)
+        return real_seek(container, stream, table, N - 1 if len(calls) == 1 else k, how, errors)
+
+    monkeypatch.setattr(pyav_decode, "_seek", overshooting_seek)
+    np.testing.assert_array_equal(decode_frames(path, [5, 6]), ref[[5, 6]])
+    assert calls[:2] == ["pts", "dts"]  # the overshoot was retried at the keyframe's dts
+
+
+def test_decode_frames_errors_name_file_and_index(videos):
+    path = str(videos["h264"])
+    for bad in (N, -1):
+        with pytest.raises(FrameIndexError, match=rf"h264\.mp4.*index {bad}"):
+            decode_frames(path, [0, bad])
+    for name in ("missing", "text", "empty"):
+        with pytest.raises(VideoDecodeError, match=videos[name].name):
+            decode_frames(str(videos[name]), [0])
+    assert decode_frames(path, []).shape == (0, H, W, 3)
+
+
+def test_dali_cpu_decoder_matches_decode_frames(videos):
+    from nvidia.dali import fn, pipeline_def, types
+
+    path = str(videos["vp9"])
+
+    @pipeline_def(batch_size=1, num_threads=1, device_id=None)
+    def pipe():
+        enc = fn.external_source(name="enc", dtype=types.UINT8, ndim=1)
+        return fn.decoders.video(enc, device="cpu", frames=SCATTERED, pad_mode="none")
+
+    p = pipe()
+    p.build()
+    p.feed_input("enc", [np.fromfile(path, np.uint8)])
+    (out,) = p.run()
+    dali = np.asarray(out.as_array())[0]
+    ours = decode_frames(path, SCATTERED)
+    assert dali.shape == ours.shape
+    per_frame = np.abs(dali.astype(np.int16) - ours.astype(np.int16)).mean(axis=(1, 2, 3))
+    assert per_frame.max() <= 2.0, per_frame  # colour-conversion differences only
+    # and each DALI frame is closer to the requested frame than to its neighbours
+    ref = full_decode(videos["vp9"]).astype(np.int16)
+    for k, i in enumerate(SCATTERED):
+        dist = np.abs(ref - dali[k].astype(np.int16)).mean(axis=(1, 2, 3))
+        assert int(np.argmin(dist)) == i
+
+
+@pytest.mark.parametrize("name,codec,kfi", [
+    ("h264", "h264", 12.0), ("h264_faststart", "h264", 12.0), ("vp9", "vp9", 10.0),
+    ("mjpeg", "mjpeg", 1.0), ("h264_avi", "h264", 12.0), ("mpeg4_avi", "mpeg4", 12.0)])
+def test_probe_good_files(videos, name, codec, kfi):
+    for count in ("auto", "decode"):
+        info = probe_video(str(videos[name]), count=count)
+        assert (info.status, info.reason, info.num_frames) == ("ok", "", N)
+        assert info.fps == pytest.approx(FPS, rel=1e-3) and not info.vfr
+        assert (info.codec, info.width, info.height) == (codec, W, H)
+        assert info.keyframe_interval == pytest.approx(kfi)
+        assert info.nvdec_ok == (codec in ("h264", "vp9", "mpeg4"))
+        assert info.size_bytes == videos[name].stat().st_size
+
+
+def test_probe_flags_variable_frame_rate(videos):
+    info = probe_video(str(videos["vfr"]))
+    assert info.status == "ok" and info.num_frames == N and info.vfr
+    assert not probe_video(str(videos["h264"])).vfr
+
+
+@pytest.mark.timeout(30)
+def test_probe_bad_inputs_never_raise(videos):
+    assert probe_video(str(videos["missing"])).status == "missing"
+    assert probe_video(str(videos["empty"])).status == "unreadable"
+    text = probe_video(str(videos["text"]))
+    assert text.status == "unreadable" and "cannot open" in text.reason
+    # MP4 cut in half with its moov atom at the end: nothing can be indexed -> unreadable
+    assert probe_video(str(videos["cut_h264"])).status == "unreadable"
+    # faststart MP4 cut in half: the frames that decode are reported, and all of them decode
+    cut = probe_video(str(videos["cut_h264_faststart"]))
+    assert cut.status == "ok" and 0 < cut.num_frames < N and "decode" in cut.reason
+    ref = full_decode(videos["h264_faststart"])
+    last = [cut.num_frames - 1, 0]
+    np.testing.assert_array_equal(decode_frames(str(videos["cut_h264_faststart"]), last, info=cut),
+                                  ref[last])
+    with pytest.raises(FrameIndexError):
+        decode_frames(str(videos["cut_h264_faststart"]), [cut.num_frames], info=cut)
+    with pytest.raises(VideoDecodeError, match="not decodable"):
+        decode_frames(str(videos["text"]), [0], info=text)
+
+
+@pytest.mark.timeout(120)
+def test_build_index_reuses_cache(videos, tmp_path, monkeypatch):
+    src = [videos["h264"], videos["vp9"], videos["mjpeg"]]
+    paths = []
+    for i in range(999):  # hard links: 999 names, 3 inodes -> each name is probed separately
+        p = tmp_path / f"v{i:04d}{src[i % 3].suffix}"
+        os.link(src[i % 3], p)
+        paths.append(str(p))
+    changing = tmp_path / "changing.mp4"
+    shutil.copy(videos["h264"], changing)
+    paths.append(str(changing))
+    cache = str(tmp_path / "train.txt.index.jsonl")
+
+    probed: list[str] = []
+    real = video_index._probe_all
+
+    def counting(todo, *args):
+        probed.extend(todo)
+        return real(todo, *args)
+
+    monkeypatch.setattr(video_index, "_probe_all", counting)
+    first = build_index(paths, cache, workers=2, progress=False)
+    assert len(probed) == 1000 and list(first) == paths
+    assert all(i.status == "ok" and i.num_frames == N for i in first.values())
+    assert len(load_index(cache)) == 1000
+
+    probed.clear()
+    second = build_index(paths, cache, workers=2, progress=False)
+    assert probed == [] and second == first
+
+    st = changing.stat()
+    os.utime(changing, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    missing = str(tmp_path / "gone.mp4")
+    third = build_index(paths + [missing], cache, workers=2, progress=False)
+    assert probed == [str(changing)]  # only the changed file; the missing one needs no probe
+    assert third[str(changing)].mtime_ns == st.st_mtime_ns + 10**9
+    assert third[missing].status == "missing"
+
+
+@pytest.mark.timeout(10)
+def test_call_with_timeout():
+    assert call_with_timeout(lambda a, b=0: a + b, 5.0, 2, b=3) == 5
+    assert call_with_timeout(lambda: "direct", None) == "direct"
+    with pytest.raises(ZeroDivisionError):
+        call_with_timeout(lambda: 1 / 0, 5.0)
+    before = abandoned_calls()
+    with pytest.raises(DecodeTimeout, match="slow.mp4") as err:
+        call_with_timeout(time.sleep, 0.2, 3.0, label="slow.mp4")
+    assert err.value.path == "slow.mp4" and isinstance(err.value, TimeoutError)
+    assert abandoned_calls() == before + 1  # the sleeping thread is still running (documented)
+
+
+class _SleepySource:
+    """DALI parallel external_source callback: every sample 'hangs' 30 s inside a timeout."""
+
+    def __call__(self, sample_info):
+        try:
+            call_with_timeout(time.sleep, 0.3, 30.0, label=f"sample{sample_info.idx_in_epoch}")
+            flag = 0
+        except DecodeTimeout:
+            flag = 1
+        return np.array([flag], np.int32)
+
+
+@pytest.mark.timeout(60)
+def test_timeout_works_inside_dali_parallel_worker():
+    from nvidia.dali import fn, pipeline_def, types
+
+    @pipeline_def(batch_size=2, num_threads=1, device_id=None, py_num_workers=1,
+                  py_start_method="spawn")
+    def pipe():
+        return fn.external_source(source=_SleepySource(), parallel=True, batch=False,
+                                  dtype=types.INT32, ndim=1)
+
+    p = pipe()
+    p.build()
+    (out,) = p.run()
+    assert np.asarray(out.as_array()).ravel().tolist() == [1, 1]
