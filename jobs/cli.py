@@ -4,9 +4,12 @@ from __future__ import annotations
 import click
 
 from jobs.config import shipped_configs
+from jobs.convert import convert
 from jobs.demo import demo_command
 from jobs.fuse import fuse_command
 from jobs.predict import predict_command
+from jobs.preflight import check_command, index_command, synthetic_command
+from jobs.prepare import prepare
 from jobs.test import test_command
 from jobs.train import train_command
 
@@ -23,14 +26,8 @@ def configs_command():
         click.echo(name)
 
 
-for command in (train_command, test_command, fuse_command, predict_command, demo_command):
+for command in (train_command, test_command, fuse_command, predict_command, demo_command, prepare, convert):
     cli.add_command(command)
+for command in (synthetic_command, index_command, check_command):
+    prepare.add_command(command)
 
-
-def _optional(module: str, attr: str, name: str):
-    """Jobs whose modules may be absent in a partial checkout still leave the rest of the CLI usable."""
-    import importlib
-    try:
-        cli.add_command(getattr(importlib.import_module(module), attr), name)
-    except ImportError as err:  # pragma: no cover - only in a broken install
-        click.echo(f"warning: `tsn {name}` unavailable: {err}", err=True)

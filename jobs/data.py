@@ -86,5 +86,9 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
                         on_error=policy, bad_log=bad_log)
     pipeline = build_pipeline(source, device=device, num_threads=d.threads, py_workers=d.workers,
                               prefetch=d.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank)
-    return ClipLoader(source, pipeline, num_classes=cfg.model.num_classes, multi_label=d.multi_class,
-                      max_bad_fraction=d.max_bad_fraction if policy == "skip" else 1.0)
+    loader = ClipLoader(source, pipeline, num_classes=cfg.model.num_classes, multi_label=d.multi_class,
+                        max_bad_fraction=d.max_bad_fraction if policy == "skip" else 1.0)
+    # Videos shorter than one clip are padded (out_of_bound_opt), never dropped: count them so it is not silent.
+    span = part.sampler.clip_len * part.sampler.frame_interval
+    loader.short_videos = [r.source for r in records if r.total_frames is not None and 0 < r.total_frames < span]
+    return loader

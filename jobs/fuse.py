@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
                add_help_option=False)
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def fuse_command(args):
-    """Fuse per-video scores of several streams (e.g. RGB + flow). See `tsn fuse --help`."""
+    """Late fusion of per-video scores from several streams (RGB + flow); see `tsn fuse --help`."""
     ns = _parser().parse_args(list(args))     # argparse: `--coefficients 1 1.5` takes several values
     coefficients = ns.coefficients or [1.0] * len(ns.scores)
     if len(coefficients) != len(ns.scores):

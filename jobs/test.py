@@ -32,10 +32,11 @@ def run(cfg: Config, checkpoint: str, *, device: str | None = None, out: str | N
         allow_partial: bool = False, say=print) -> dict:
     """Evaluate `checkpoint` with cfg's test split; returns {"metrics": ..., "evaluated": n, "total": m}."""
     dist = init_distributed(device)
-    model = load_for_eval(cfg.model, checkpoint).to(dist.device)
-    amp, _ = make_amp(cfg.runtime.amp, dist.device)
+    # The loader first: its DALI workers fork before this process creates a CUDA context.
     loader = build_loader(cfg, "test", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
                           device_id=dist.local_rank, list_file=list_file, prefix=prefix)
+    model = load_for_eval(cfg.model, checkpoint).to(dist.device)
+    amp, _ = make_amp(cfg.runtime.amp, dist.device)
     s, a = cfg.test.sampler, cfg.test.augment
     views = s.num_offsets * (1 if cfg.data.modality == "Flow" else s.clip_len) * a.num_crops
     say(f"test protocol: {s.num_offsets} clips x {a.num_crops} crop(s) ({a.crop} {a.crop_size}) = {views} views "

@@ -74,9 +74,7 @@ def scaled_lr(cfg: Config, dist: Dist, auto_scale: bool, log: Logger) -> float:
     return lr
 
 
-def validate(model, cfg: Config, dist: Dist, amp, work_dir, log: Logger, epoch: int) -> dict:
-    loader = build_loader(cfg, "val", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
-                          device_id=dist.local_rank, work_dir=work_dir)
+def validate(model, loader, cfg: Config, dist: Dist, amp, log: Logger, epoch: int) -> dict:
     scores, index = evaluate(model, loader, cfg.normalize, dist.device, amp, dist, cfg.runtime.max_views_per_forward)
     labels = [loader.source.records[i].labels for i in index]
     metrics = compute_metrics(scores, labels, cfg.runtime.metrics, cfg.model.num_classes)
@@ -96,6 +94,20 @@ def run(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str
     if dist.is_main:
         dump_config(cfg, Path(work_dir) / "config.json")
     log.info(f"config {cfg.name} on {dist.device} (world size {dist.world_size}); work dir {work_dir}")
+    start_epoch, iteration, best = 0, 0, float("-inf")
+    resume_path = ckpt.find_latest(work_dir) if resume == "auto" else (Path(resume) if resume else None)
+    state = ckpt.load_checkpoint(resume_path) if resume_path else None
+    if resume == "auto" and state is None:
+        log.info("--resume auto: no checkpoint in the work dir, starting from scratch")
+    # Loaders first: their DALI workers fork before this process creates a CUDA context.
+    shard = Shard(dist.rank, dist.world_size)
+    train_loader = build_loader(cfg, "train", shard=shard, device=dist.data_device, device_id=dist.local_rank,
+                                start_epoch=state["epoch"] if state else 0, work_dir=work_dir)
+    val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.local_rank,
+                              work_dir=work_dir) if validate_every else None
+    if train_loader.short_videos:
+        log.warning(f"{len(train_loader.short_videos)} training videos are shorter than one clip and are padded "
+                    f"({cfg.train.sampler.out_of_bound_opt}), e.g. {train_loader.short_videos[0]}")
     model = build_model(cfg.model, load_from or cfg.runtime.load_from or None, log.info).to(dist.device)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -104,14 +116,6 @@ def run(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str
     optimizer = torch.optim.SGD(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
                                 weight_decay=o.weight_decay)
     amp, scaler = make_amp(cfg.runtime.amp, dist.device)
-    start_epoch, iteration, best = 0, 0, float("-inf")
-    resume_path = ckpt.find_latest(work_dir) if resume == "auto" else (Path(resume) if resume else None)
-    state = ckpt.load_checkpoint(resume_path) if resume_path else None
-    if resume == "auto" and state is None:
-        log.info("--resume auto: no checkpoint in the work dir, starting from scratch")
-    train_loader = build_loader(cfg, "train", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
-                                device_id=dist.local_rank, start_epoch=state["epoch"] if state else 0,
-                                work_dir=work_dir)
     n = len(train_loader)
     schedule = StepSchedule(n, o.lr_steps, o.gamma, o.warmup_epochs * n, o.warmup_ratio)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
@@ -134,7 +138,7 @@ def run(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str
         last = epoch + 1 == o.epochs
         metrics = {}
         if validate_every and ((epoch + 1) % cfg.runtime.eval_interval == 0 or last):
-            metrics = final = validate(trainer.model, cfg, dist, amp, work_dir, log, epoch)
+            metrics = final = validate(trainer.model, val_loader, cfg, dist, amp, log, epoch)
         improved = bool(metrics) and headline(metrics) > best
         best = headline(metrics) if improved else best
         save_epoch = (epoch + 1) % cfg.runtime.checkpoint_interval == 0 or last

@@ -10,6 +10,7 @@ A malformed line raises AnnotationError("file:line: reason") at load time, never
 from __future__ import annotations
 
 import os
+import string
 from dataclasses import dataclass
 
 
@@ -41,12 +42,13 @@ class FrameLayout:
     def __post_init__(self):
         if self.modality not in ("RGB", "Flow"):
             raise ValueError(f"modality must be 'RGB' or 'Flow', got {self.modality!r}")
-        try:
-            probe = self.filename_tmpl.format("x", 1) if self.modality == "Flow" else self.filename_tmpl.format(1)
-        except (IndexError, KeyError, ValueError) as err:
-            raise ValueError(f"filename_tmpl {self.filename_tmpl!r} does not fit modality {self.modality}: {err}") from None
-        if probe == self.filename_tmpl:
+        fields = [f for _, f, _, _ in string.Formatter().parse(self.filename_tmpl) if f is not None]
+        if not fields:
             raise ValueError(f"filename_tmpl {self.filename_tmpl!r} has no placeholder")
+        want = 2 if self.modality == "Flow" else 1      # Flow: ("x" | "y", index); RGB: (index,)
+        if len(fields) != want:
+            raise ValueError(f"filename_tmpl {self.filename_tmpl!r} does not fit modality {self.modality}: "
+                             f"expected {want} placeholder(s), found {len(fields)}")
 
     def frame_paths(self, record: VideoRecord, indices) -> list[str]:
         """Files for 0-based sampled indices that already include start_index (as the samplers return them).

@@ -1,18 +1,25 @@
-"""The DALI graph: decode -> one fused crop+resize per view -> flip -> (flow) x inversion, all uint8.
+"""The DALI graph: decode -> one fused crop+resize(+flip) per crop box -> (flow) x inversion, all uint8.
 
 The same function builds the CPU and the GPU graph; `device` only picks the decoder backend ("cpu" or "mixed" =
 nvJPEG / NVDEC) and therefore where every later operator runs. Pixels stay uint8 (normalising on the training
 device is nearly free there and moves 4x fewer bytes). Outputs: one node per view, each (N, H, W, C) with
 N = frames (frame-level readers) or (N, F, H, W, C) sequences (video decoder), plus the video index per sample.
+
+Per crop box, one of two branches per sample (DALI conditionals): a box with integer corners and exactly the output
+size is sliced out (a linear resample at scale 1 gives the same pixels at ~5x the CPU cost), any other box is
+resampled once from source coordinates. A flip is folded into the resample's ROI (an end-first x range); views that
+share a box (TenCrop's mirrored copies) flip the shared result instead of resampling again.
 """
 from __future__ import annotations
+
+import gc
 
 import nvidia.dali.fn as fn
 import nvidia.dali.types as types
 from nvidia.dali import pipeline_def
 
 from .geometry import Augment
-from .source import ClipSource
+from .source import ClipSource, box_groups
 
 
 def output_size(aug: Augment) -> tuple[int, int]:
@@ -50,31 +57,71 @@ def _invert_x(images, invert, device: str):
     return fn.cast(invert * (255 - images) + (1 - invert) * images, dtype=types.UINT8)
 
 
+def _crop_group(images, nodes: dict, u: int, members: list[int], out_w: int, out_h: int, xy_axes: list[int]):
+    """The views of crop box `u`, per sample either sliced (plain crop) or resampled; a tuple in `members` order.
+
+    Each branch binds one name (`out`): DALI's conditionals merge names, not list items assigned in a branch.
+    """
+    if nodes[f"plain{u}"]:
+        base = fn.slice(images, nodes[f"corner{u}"], [out_w, out_h], axes=xy_axes)
+        out = tuple(fn.flip(base, horizontal=nodes[f"mirror{c}"]) for c in members)
+    else:
+        # One linear resample from the source ROI (no antialias, like cv2 INTER_LINEAR). The ROI carries the first
+        # member's flip; the others are its mirrored copies (TenCrop: mirror XOR).
+        base = fn.resize(images, roi_start=nodes[f"roi_start{u}"], roi_end=nodes[f"roi_end{u}"], resize_x=out_w,
+                         resize_y=out_h, interp_type=types.INTERP_LINEAR, antialias=False)
+        out = (base,) + tuple(fn.flip(base, horizontal=1) for _ in members[1:])
+    return out
+
+
 def build_pipeline(source: ClipSource, *, device: str = "cpu", num_threads: int = 2, py_workers: int = 1,
-                   prefetch: int = 2, device_id: int | None = None, seed: int = 0):
-    """A DALI pipeline over `source`; run() returns (*views, index) for one batch of videos."""
+                   prefetch: int = 2, device_id: int | None = None, seed: int = 0, decode_only: bool = False):
+    """A DALI pipeline over `source`; run() returns (*views, index) for one batch of videos.
+
+    decode_only: stop after the decoder, run() returns (decoded frames, index): the profiler's reference point for
+    how much of the graph's time is decoding (DALI 2.4 reports no per-operator times on CPU).
+    """
     if device not in ("cpu", "gpu"):
         raise ValueError(f"device must be 'cpu' or 'gpu', got {device!r}")
     frames_per_video = source.sampler.num_offsets * source.sampler.clip_len * (2 if source.flow else 1)
     max_batch = source.epochs.batch_size * (1 if source.reader.per_video else frames_per_video)
     out_w, out_h = output_size(source.augment)
 
+    groups = box_groups(source.augment)
+    xy_axes = [2, 1] if source.reader.per_video else [1, 0]     # fn.slice axes of (x, y): FHWC or HWC samples
+
     @pipeline_def(batch_size=max_batch, num_threads=num_threads, device_id=device_id if device == "gpu" else None,
-                  py_num_workers=py_workers, py_start_method="fork", prefetch_queue_depth=prefetch, seed=seed)
+                  py_num_workers=py_workers, py_start_method="fork", prefetch_queue_depth=prefetch, seed=seed,
+                  enable_conditionals=True)
     def graph():
         outs = fn.external_source(source=source, num_outputs=len(source.names), batch=True, batch_info=True,
                                   parallel=True, prefetch_queue_depth=prefetch)
         nodes = dict(zip(source.names, outs))
         images = _decode(nodes, source, device)
+        if decode_only:
+            return images, nodes["index"]
         views = []
-        for c in range(source.augment.num_crops):
-            # Crop and resize fused: one linear resample from the source ROI (no antialias, like cv2 INTER_LINEAR).
-            view = fn.resize(images, roi_start=nodes[f"roi_start{c}"], roi_end=nodes[f"roi_end{c}"],
-                             resize_x=out_w, resize_y=out_h, interp_type=types.INTERP_LINEAR, antialias=False)
-            view = fn.flip(view, horizontal=nodes[f"mirror{c}"])
-            if source.flow:
-                view = _invert_x(view, nodes[f"invert{c}"], device)
-            views.append(view)
+        for u, members in enumerate(groups):
+            views += _crop_group(images, nodes, u, members, out_w, out_h, xy_axes)
+        if source.flow:
+            views = [_invert_x(v, nodes[f"invert{c}"], device) for c, v in enumerate(views)]
         return (*views, nodes["index"])
 
-    return graph()
+    pipe = graph()
+    start_workers(pipe)
+    return pipe
+
+
+def start_workers(pipe):
+    """Fork the Python workers now: before any CUDA context exists in this process, and with no garbage around.
+
+    A forked worker inherits every object of the parent. If one of them is an unreachable DALI Pipeline (from an
+    earlier loader) the worker's garbage collector destroys it, DALI segfaults in that shutdown, and the parent
+    then waits for the dead worker forever. So: collect first, and freeze what survives out of the workers' GC.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        pipe.start_py_workers()
+    finally:
+        gc.unfreeze()

@@ -25,9 +25,9 @@ class TooManyBadSamples(RuntimeError):
     """More of the data was unreadable than `max_bad_fraction` allows."""
 
 
-def _to_torch(tensor_list) -> torch.Tensor:
-    # DALI reuses its output buffers on the next run(): copy out through DLPack.
-    return torch.from_dlpack(tensor_list.as_tensor()).clone()
+def _view(tensor_list) -> torch.Tensor:
+    """A zero-copy torch view of a DALI output; valid until the next run() (DALI reuses its buffers)."""
+    return torch.from_dlpack(tensor_list.as_tensor())
 
 
 class ClipLoader:
@@ -37,6 +37,7 @@ class ClipLoader:
         self.num_classes, self.multi_label = num_classes, multi_label
         self.max_bad_fraction = max_bad_fraction
         self._pending = 0            # batches of the current pipeline epoch not yet consumed
+        self.short_videos: list[str] = []   # list lines of videos shorter than one clip (padded)
         s = source.sampler
         self.views_per_crop = s.num_offsets * (1 if source.flow else s.clip_len)
         self.channels = 2 * s.clip_len if source.flow else 3
@@ -66,17 +67,22 @@ class ClipLoader:
 
     def _assemble(self, outputs) -> Batch:
         *views, index = outputs
-        per_sample_index = _to_torch(index).reshape(-1)
-        crops = [_to_torch(v) for v in views]                    # each (N, H, W, c) or (B, F, H, W, c)
-        h, w = crops[0].shape[-3:-1]
+        per_sample_index = _view(index).reshape(-1)
         b = len(per_sample_index) if self.source.reader.per_video else len(per_sample_index) // self._frames()
-        index = per_sample_index.reshape(b, -1)[:, 0]
+        index = per_sample_index.reshape(b, -1)[:, 0].clone()
+        first = _view(views[0])                                   # each (N, H, W, c) or (B, F, H, W, c)
+        h, w = first.shape[-3:-1]
         # Frames of one view are k consecutive samples: k = 2 * clip_len grey flow images (x, y, x, y, ...) or
-        # k = 1 RGB frame. (crops, B, views, k, H, W, c) -> (B, crops * views, k * c, H, W), crop-major like
-        # MMAction2's lists, flow channels [x_t, y_t, x_t+1, ...] (spec §3.11).
+        # k = 1 RGB frame. Each crop's (B, views, k, H, W, c) is written once, transposed, into its slot of
+        # (B, crops, views, k, c, H, W) = (B, crops * views, k * c, H, W): crop-major like MMAction2's lists, flow
+        # channels [x_t, y_t, x_t+1, ...] (spec §3.11). One copy out of DALI's buffers, no stack / clone.
         k = self.channels if self.source.flow else 1
-        stacked = torch.stack(crops).reshape(len(crops), b, self.views_per_crop, k, h, w, -1)
-        clips = stacked.permute(1, 0, 2, 3, 6, 4, 5).reshape(b, -1, self.channels, h, w)
+        c = self.channels // k
+        out = torch.empty((b, len(views), self.views_per_crop, k, c, h, w), dtype=first.dtype, device=first.device)
+        for i, view in enumerate(views):
+            src = first if i == 0 else _view(view)
+            out[:, i].copy_(src.reshape(b, self.views_per_crop, k, h, w, c).permute(0, 1, 2, 5, 3, 4))
+        clips = out.view(b, -1, self.channels, h, w)
         return Batch(clips, self._labels(index), index)
 
     def _frames(self) -> int:

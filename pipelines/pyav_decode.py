@@ -58,7 +58,7 @@ class PacketTable:
     key_dts: np.ndarray    # (K,) int64, min(pts, dts) of those keyframes: the dts-indexed seek target
     start_ts: int          # smallest pts/dts of any packet: seeking here restarts from the beginning
     num_packets: int       # non-empty video packets demuxed (== N when seekable)
-    seekable: bool         # codec in PTS_EXACT_CODECS, every packet has a pts, none repeats
+    seekable: bool         # PTS_EXACT codec, real pts (not AVI+B-frames), all present and unique
 
 
 def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
@@ -159,6 +159,8 @@ def decode_frames(path: str, indices: Sequence[int], *, info: VideoInfo | None =
     except (OSError, av.error.FFmpegError, VideoDecodeError) as exc:
         raise VideoDecodeError(f"{path}: cannot open: {exc}") from exc
     limit = table.num_packets if info is None else info.num_frames
+    if table.seekable:
+        limit = min(limit, table.pts.size)  # a stale `info` must not index past the table
     for i in idx:
         if not 0 <= i < limit:
             raise FrameIndexError(f"{path}: frame index {i} out of range [0, {limit})")
@@ -168,10 +170,13 @@ def decode_frames(path: str, indices: Sequence[int], *, info: VideoInfo | None =
     except av.error.FFmpegError as exc:
         raise VideoDecodeError(f"{path}: cannot open: {exc}") from exc
     try:
-        if table.seekable:
-            got = _decode_seeking(path, container, stream, table, targets)
-        else:
-            got = _decode_sequential(path, container, stream, targets)
+        try:
+            if table.seekable:
+                got = _decode_seeking(path, container, stream, table, targets)
+            else:
+                got = _decode_sequential(path, container, stream, targets)
+        except av.error.FFmpegError as exc:  # seek or colour conversion failed
+            raise VideoDecodeError(f"{path}: decoding frames {targets} failed: {exc}") from exc
         if not idx:
             return np.zeros((0, stream.height, stream.width, 3), np.uint8)
         shapes = {a.shape for a in got.values()}
@@ -234,8 +239,9 @@ def _decode_sequential(path, container, stream, targets) -> dict[int, np.ndarray
     """Fallback for streams without usable packet pts: count frames from the start, no seeking."""
     out: dict[int, np.ndarray] = {}
     errors: list[str] = []
-    wanted = set(targets)
-    last = targets[-1] if targets else -1
+    if not targets:
+        return out
+    wanted, last = set(targets), targets[-1]
     for n, frame in enumerate(iter_frames(container, stream, errors)):
         if n in wanted:
             out[n] = frame.to_ndarray(format="rgb24")

@@ -4,6 +4,10 @@ It runs inside DALI's Python worker processes (parallel=True, one batch per call
 object whose output depends only on (epoch, iteration): the order, the frame indices and the geometry of every
 video come from `video_rng(seed, epoch, video)`. Pixel work is left to DALI; this only reads bytes and does the
 numpy geometry of spec §3.
+
+Every per-sample argument column is one dense (N, ...) array per batch, not N small arrays: each array costs a
+shared-memory slot and a feed into DALI, and at ~7 columns x 96 samples that overhead was a third of the source's
+cost (measured, see jobs/PERF_SECTION.md). Only the encoded bytes stay a list (their sizes differ).
 """
 from __future__ import annotations
 
@@ -33,6 +37,22 @@ class Epochs:
     seed: int = 0
     start_epoch: int = 0    # resume: the epoch the first pipeline epoch stands for
     shard: Shard = Shard()
+
+
+def box_groups(augment: Augment) -> list[list[int]]:
+    """Views that share one crop box, in view order: TenCrop's (box, mirrored copy) pairs; one view each otherwise.
+
+    The graph resamples each box once and flips the copy: half the resampling work of a 10-crop test.
+    """
+    if augment.crop == "ten":
+        return [[c, c + 1] for c in range(0, augment.num_crops, 2)]
+    return [[c] for c in range(augment.num_crops)]
+
+
+def is_plain_crop(view: View) -> bool:
+    """An integer box of exactly the output size: a linear resample at scale 1 is a copy, so slice instead."""
+    x1, y1, x2, y2 = view.box
+    return all(float(v).is_integer() for v in view.box) and (x2 - x1, y2 - y1) == (view.out_w, view.out_h)
 
 
 def slice_box(view: View, width: int, height: int) -> tuple[int, int, int, int]:
@@ -67,8 +87,10 @@ class ClipSource:
     def names(self) -> list[str]:
         """Output names in external_source order; the graph builds from the same list."""
         names = ["data"] + (["frames"] if self.reader.per_video else []) + (["anchor", "shape"] if self.decode_slice else [])
+        for u in range(len(box_groups(self.augment))):
+            names += [f"roi_start{u}", f"roi_end{u}", f"plain{u}", f"corner{u}"]
         for c in range(self.augment.num_crops):
-            names += [f"roi_start{c}", f"roi_end{c}", f"mirror{c}"] + ([f"invert{c}"] if self.flow else [])
+            names += [f"mirror{c}"] + ([f"invert{c}"] if self.flow else [])
         return names + ["index"]
 
     def num_batches(self) -> int:
@@ -92,7 +114,8 @@ class ClipSource:
         for entry in self.batch_entries(epoch, info.iteration):
             video, clip, views = self._load(int(entry), epoch)
             self._emit(columns, video if entry >= 0 else -1, clip, views)
-        return tuple(columns[name] for name in self.names)
+        return tuple(columns[name] if name in RAGGED else np.asarray(columns[name], DTYPES[name.rstrip("0123456789")])
+                     for name in self.names)
 
     def _load(self, entry: int, epoch: int) -> tuple[int, Clip, list[View]]:
         video = loadable(entry)
@@ -121,27 +144,36 @@ class ClipSource:
             f.write(line + "\n")
 
     def _emit(self, columns: dict, index: int, clip: Clip, views: list[View]):
-        """Append one video's samples: one per frame (frame-level readers) or one per video (video decoder)."""
+        """Append one video's rows: one per frame (frame-level readers) or one per video (video decoder)."""
         n = 1 if self.reader.per_video else len(clip.data)
         columns["data"] += clip.data
         if self.reader.per_video:
             columns["frames"].append(clip.frames)
+        x0 = y0 = 0
         if self.decode_slice:
             x0, y0, x1, y1 = slice_box(views[0], clip.width, clip.height)
-            columns["anchor"] += [np.array([x0, y0], np.int32)] * n     # image_slice takes (x, y)
-            columns["shape"] += [np.array([x1 - x0, y1 - y0], np.int32)] * n
-        else:
-            x0 = y0 = 0
+            columns["anchor"] += [(x0, y0)] * n                 # image_slice takes (x, y)
+            columns["shape"] += [(x1 - x0, y1 - y0)] * n
+        for u, members in enumerate(box_groups(self.augment)):
+            first = views[members[0]]
+            bx1, by1, bx2, by2 = first.box
+            # fn.resize ROIs follow the tensor's axis order (y, x), relative to the decoded (maybe sliced) image. An x
+            # range given end-first mirrors the output: the first view's flip rides on its resample for free.
+            left, right = (bx2, bx1) if first.mirror else (bx1, bx2)
+            columns[f"roi_start{u}"] += [(by1 - y0, left - x0)] * n
+            columns[f"roi_end{u}"] += [(by2 - y0, right - x0)] * n
+            columns[f"plain{u}"] += [is_plain_crop(first)] * n
+            columns[f"corner{u}"] += [(int(bx1) - x0, int(by1) - y0)] * n
         for c, view in enumerate(views):
-            bx1, by1, bx2, by2 = view.box
-            # fn.resize ROIs follow the tensor's axis order: (y, x), relative to the decoded (maybe sliced) image.
-            columns[f"roi_start{c}"] += [np.array([by1 - y0, bx1 - x0], np.float32)] * n
-            columns[f"roi_end{c}"] += [np.array([by2 - y0, bx2 - x0], np.float32)] * n
-            columns[f"mirror{c}"] += [np.array(int(view.mirror), np.int32)] * n
+            columns[f"mirror{c}"] += [int(view.mirror)] * n
             if self.flow:   # samples alternate x, y (spec §3.4); a Flip inverts only the x components
-                columns[f"invert{c}"] += [np.array([int(view.invert_flow_x and i % 2 == 0)], np.uint8)
-                                          for i in range(n)]
-        columns["index"] += [np.array(index, np.int64)] * n
+                columns[f"invert{c}"] += [(int(view.invert_flow_x and i % 2 == 0),) for i in range(n)]
+        columns["index"] += [index] * n
+
+
+RAGGED = ("data", "frames")     # one array per sample (sizes differ); every other column is one (N, ...) array
+DTYPES = {"anchor": np.int32, "shape": np.int32, "roi_start": np.float32, "roi_end": np.float32, "plain": np.bool_,
+          "corner": np.int32, "mirror": np.int32, "invert": np.uint8, "index": np.int64}
 
 
 def read_bad_log(path: str | None) -> list[dict]:

@@ -8,8 +8,10 @@ the two TSN streams complementary:
 * RGB: a single frame is equally likely under every direction (same shape for every class,
   start position uniform on a torus and the disc wraps around the borders, so position says
   nothing), so an order-less average over sparse frames sees colour but not direction.
-* Flow: the flow is the true geometric displacement and ignores colour; speed, size and
-  angle jitter have the same distribution for all colours, so flow sees direction only.
+* Flow: the flow is the true geometric displacement and ignores colour; speed (2-3 px per
+  frame), radius (12-16 % of the short side) and angle (+-8 deg) jitter are drawn the same way
+  for all colours, so flow sees direction only. Colour gets mild jitter, the background is
+  smooth grey-ish blobs plus grain, and every frame gets fresh luma noise.
 
 Flow frame t pairs RGB frames t and t+1 (both 1-based on disk). Its value is the object's
 displacement ``(dx, dy)`` in image coordinates (x right, y down) inside the object region
@@ -46,7 +48,7 @@ GOP = 12
 JPEG_QUALITY = 90
 SPEED_RANGE = (2.0, 3.0)  # px/frame: flow 141..147 vs 128, clearly non-zero after JPEG
 ANGLE_JITTER_DEG = 8.0  # small enough that the direction class stays unambiguous
-NOISE_SIGMA = 3.0  # per-frame sensor noise; the true flow ignores it on purpose
+NOISE_SIGMA = 2.0  # per-frame sensor noise; more mostly inflates the encoded videos
 SPLITS = ("train", "val")
 
 PALETTE: tuple[tuple[str, tuple[int, int, int]], ...] = (
@@ -114,7 +116,7 @@ def direction_angle(d: int, num_directions: int) -> float:
 
 def direction_name(d: int, num_directions: int) -> str:
     deg = direction_angle(d, num_directions)
-    return COMPASS.get(int(deg)) if deg.is_integer() and int(deg) in COMPASS else f"dir{deg:05.1f}"
+    return COMPASS.get(int(deg), f"deg{deg:g}") if deg.is_integer() else f"deg{deg:g}"
 
 
 def class_names(spec: SyntheticSpec) -> list[str]:
@@ -141,8 +143,10 @@ def plan_videos(spec: SyntheticSpec) -> list[VideoParams]:
             c, d = divmod(label, spec.num_directions)
             base = np.array(PALETTE[c][1], dtype=np.float64)
             colour = np.clip(base * rng.uniform(0.85, 1.1) + rng.uniform(-15, 15, 3), 0, 255)
+            # Jitter stays within a quarter of the class spacing, so directions never overlap.
+            jitter = min(ANGLE_JITTER_DEG, 90.0 / spec.num_directions)
             angle = math.radians(direction_angle(d, spec.num_directions)
-                                 + rng.uniform(-ANGLE_JITTER_DEG, ANGLE_JITTER_DEG))
+                                 + rng.uniform(-jitter, jitter))
             speed = rng.uniform(*SPEED_RANGE)
             short = min(spec.width, spec.height)
             videos.append(VideoParams(
@@ -202,10 +206,9 @@ def render_video(p: VideoParams, spec: SyntheticSpec) -> tuple[np.ndarray, np.nd
 
     # Flow of frame t: the disc's displacement inside its region at frame t, 0 elsewhere
     # (the background is static). Quantising the two constants first is exact and cheap.
-    qx, qy = quantise_flow(np.array(p.velocity))
-    inside = dist[:-1] <= p.radius
-    flow = np.full((t_len - 1, h, w, 2), quantise_flow(np.zeros(1))[0], dtype=np.uint8)
-    flow[inside] = (qx, qy)
+    flow = np.empty((t_len - 1, h, w, 2), dtype=np.uint8)
+    flow[:] = quantise_flow(np.zeros(2))
+    flow[dist[:-1] <= p.radius] = quantise_flow(np.array(p.velocity))
     return rgb, flow
 
 
@@ -221,8 +224,9 @@ def _encode(path: Path, codec: str, options: dict[str, str], rgb: np.ndarray) ->
 
 
 # Bit-exact output across runs, all measured: threads=1; rc-lookahead=0 and mbtree=0 because
-# x264's lookahead reads uninitialised row padding of small frames through SIMD and made the
-# stream differ run to run; container "+bitexact" drops the random Matroska UIDs. b-adapt=0
+# with x264's lookahead the stream of these small frames differed run to run (also gone with
+# asm=0, so likely SIMD reads of uninitialised row padding); container "+bitexact" drops the
+# random Matroska UIDs. b-adapt=0
 # gives a fixed I B B P pattern, so B-frames are guaranteed whatever the content, and
 # scenecut=0 keeps the GOP at exactly 12. (preset ultrafast would disable B-frames.)
 H264_OPTIONS = {"preset": "veryfast", "crf": "18", "bf": "2", "g": str(GOP), "sc_threshold": "0",
@@ -299,15 +303,11 @@ def make_synthetic_dataset(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
             for fut in [pool.submit(_write_chunk, str(out), spec, c) for c in chunks]:
                 fut.result()
 
-    counts = {s: sum(p.split == s for p in videos) for s in SPLITS}
     return {
-        "root": str(out),
-        "classes_file": str(out / "classes.txt"),
-        "classes": names,
-        "num_classes": spec.num_classes,
-        "num_frames": spec.num_frames,
+        "root": str(out), "classes_file": str(out / "classes.txt"), "classes": names,
+        "num_classes": spec.num_classes, "num_frames": spec.num_frames,
         "rawframes_root": str(out / "rawframes"),
         "videos_root": str(out / "videos") if spec.videos else None,
         "lists": _write_lists(out, spec, videos),
-        "counts": counts,
+        "counts": {s: sum(p.split == s for p in videos) for s in SPLITS},
     }

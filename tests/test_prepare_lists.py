@@ -13,7 +13,12 @@ from click.testing import CliRunner
 from jobs.dataprep.activitynet import clip_bounds
 from jobs.dataprep.filelist import build_filelists
 from jobs.dataprep.listio import AnnotationError
-from jobs.dataprep.naming import count_flow_frames, count_frames, frame_index, frame_name
+from jobs.dataprep.naming import (
+    count_flow_frames,
+    count_frames,
+    frame_index,
+    frame_name,
+)
 from jobs.dataprep.sthv import flip_pairs, mirrored_name
 from jobs.prepare import prepare
 
@@ -39,7 +44,8 @@ def lines(path: Path) -> list[str]:
 
 
 def report(out: Path) -> list[dict]:
-    return [json.loads(line) for line in lines(out / "filelist_report.jsonl")]
+    (path,) = out.glob("*_report.jsonl")
+    return [json.loads(line) for line in lines(path)]
 
 
 # --- frame naming -----------------------------------------------------------------------------

@@ -152,6 +152,9 @@ def test_flow_encodes_known_motion(tiny):
                                (col + TINY.width // 2) % TINY.width]
                 assert abs(far - 128) <= 2
             assert (xy[0][row, col] > 136) == (d == 0) and (xy[0][row, col] < 120) == (d == 1)
+            # Motion only inside the disc: the moving area is about pi * r^2.
+            moving = (np.abs(xy[0] - 128) > 4) | (np.abs(xy[1] - 128) > 4)
+            assert 0.75 < moving.sum() / (math.pi * p.radius**2) < 1.25
         # The disc carries its class colour: the dominant channel at its centre.
         col, row = pixel_at(centres[0])
         rgb = load(frame_dir / "img_00001.jpg")[row, col]

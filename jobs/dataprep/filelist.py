@@ -2,7 +2,7 @@
 
 For every split the dataset defines, each annotated video is looked up under the split's root;
 present ones become list lines, absent or empty ones are written to `<list>_missing.txt` and to
-`filelist_report.jsonl` (path, reason, list) instead of stopping the run — most Kinetics copies
+`<dataset>_<format>_report.jsonl` (path, reason, list) instead of stopping the run — most Kinetics copies
 lack a few percent of the YouTube videos. `classes.txt` (and `flip_label_map.txt` where the
 dataset has direction classes) is written beside the lists.
 """
@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tqdm import tqdm
 
 from jobs.dataprep import activitynet, kinetics, mit, sthv, ucf101
 from jobs.dataprep.listio import (
@@ -66,7 +68,8 @@ def dataset_specs() -> dict[str, DatasetSpec]:
 def _split_lines(split: Split, disk: Disk) -> tuple[list[str], list[tuple[str, str]]]:
     """(list lines, [(path, reason)] for samples that could not be listed)."""
     lines, problems = [], []
-    for sample in split.samples:
+    # Counting frames means listing every folder: minutes for Kinetics on a network disk.
+    for sample in tqdm(split.samples, desc=split.name, unit="video", dynamic_ncols=True):
         found = disk.find(sample)
         if not isinstance(found, Found):
             problems.append((sample.candidates[0], found))
@@ -125,6 +128,6 @@ def build_filelists(dataset: str, ann_dir: Path, out_dir: Path, *, roots: dict[s
     write_classes(classes_path, annotations.classes)
     if annotations.flip_pairs:
         write_flip_map(out_dir / "flip_label_map.txt", annotations.flip_pairs)
-    report_path = out_dir / "filelist_report.jsonl"
+    report_path = out_dir / f"{dataset}_{suffix}_report.jsonl"  # per format, so an RGB and a flow run keep theirs
     write_report(report_path, records)
     return FilelistSummary(tuple(results), tuple(records), classes_path, report_path, tuple(notes))

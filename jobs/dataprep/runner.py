@@ -8,6 +8,7 @@ the unfinished inputs.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -56,7 +57,9 @@ def _guarded(work: Callable[[Task], None], task: Task) -> str | None:
 def _run_pool(todo: list[Task], work, workers: int, on_result: Callable[[Task, str | None], None]) -> list[Task]:
     """Run `todo` in a pool; return the tasks whose worker died (segfault, OOM kill) instead of answering."""
     broken = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: the caller may already run torch/DALI/FFmpeg threads, and a forked child can inherit one
+    # of their locks held and deadlock (seen when the test suite had loaded DALI before preparing frames).
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         pending: dict[Future, Task] = {pool.submit(_guarded, work, t): t for t in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -81,10 +84,13 @@ def run_tasks(tasks: Sequence[Task], work: Callable[[Task], None], *, workers: i
     report_path.parent.mkdir(parents=True, exist_ok=True)
     with open(report_path, "w") as report, tqdm(total=len(todo), desc=desc, unit="video",
                                                    dynamic_ncols=True) as bar:
-        def record(failure: Failure) -> None:
-            failures.append(failure)
+        def write(failure: Failure) -> None:
             report.write(json.dumps({"path": failure.path, "reason": failure.reason}) + "\n")
             report.flush()  # readable while a long run is still going
+
+        def record(failure: Failure) -> None:
+            failures.append(failure)
+            write(failure)
 
         def on_result(task: Task, reason: str | None) -> None:
             if reason is not None:
@@ -92,7 +98,8 @@ def run_tasks(tasks: Sequence[Task], work: Callable[[Task], None], *, workers: i
                 bar.set_postfix(failed=len(failures))
             bar.update()
 
-        report.writelines(json.dumps({"path": failure.path, "reason": failure.reason}) + "\n" for failure in known_failures)
+        for failure in known_failures:
+            write(failure)
         if workers <= 0:
             for task in todo:
                 on_result(task, _guarded(work, task))
@@ -101,7 +108,9 @@ def run_tasks(tasks: Sequence[Task], work: Callable[[Task], None], *, workers: i
             # A dead worker breaks every queued future, so retry those one at a time in a fresh
             # pool: only the input that really kills its worker is reported.
             for task in broken:
-                if _run_pool([task], work, 1, on_result):
+                if task.dst.exists():  # it finished, only its answer was lost with the pool
+                    on_result(task, None)
+                elif _run_pool([task], work, 1, on_result):
                     on_result(task, "worker process died (crash in the decoder or out of memory)")
     done = len(todo) - (len(failures) - len(known_failures))
     return RunSummary(len(tasks), done, len(tasks) - len(todo), tuple(failures), report_path)

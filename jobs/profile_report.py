@@ -1,0 +1,123 @@
+"""A profile report (the dict `tsn profile` builds) as a readable table, a JSON file and a PNG bar chart."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def _row(cells, widths) -> str:
+    return "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+
+def table(header: list[str], rows: list[list]) -> str:
+    cells = [header] + [[_fmt(c) for c in r] for r in rows]
+    widths = [max(len(str(r[i])) for r in cells) for i in range(len(header))]
+    lines = [_row(header, widths), _row(["-" * w for w in widths], widths)]
+    return "\n".join(lines + [_row(r, widths) for r in cells[1:]])
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
+    return str(v)
+
+
+def _loader_row(name: str, r: dict) -> list:
+    lat = r["latency_ms"]
+    return [name, r["clips_per_s"], r["frames_per_s"], r["views_per_s"], lat["p50"], lat["p90"], lat["p99"]]
+
+
+def format_data(d: dict) -> str:
+    head = (f"data / {d['split']}: batch {d['batch']} clips, {d['frames_per_clip']} frames and {d['views_per_clip']} "
+            f"views per clip, DALI threads={d['threads']} py_workers={d['py_workers']} prefetch={d['prefetch']}, "
+            f"{d['cpus']} CPUs")
+    rows = [_loader_row("DALI loader", d["dali"])]
+    for name, key in (("  full graph (run only)", "graph"), ("  decode only", "decode_only"),
+                      ("  source only (1 process)", "source_only")):
+        if key in d.get("stages", {}):
+            rows.append(_loader_row(name, d["stages"][key]))
+    if "reference" in d:
+        r = d["reference"]
+        rows.append(_loader_row(f"reference DataLoader ({r['workers']} workers)", r))
+    out = [head, table(["loader", "clips/s", "frames/s", "views/s", "p50 ms", "p90 ms", "p99 ms"], rows)]
+    if "ceiling" in d:
+        c = d["ceiling"]
+        out.append(f"decode-only ceiling: {c['images_per_s']:,.0f} JPEG/s = {c['clips_per_s']:,.1f} clips/s "
+                   f"({c['what']}); DALI loader at {100 * d['fraction_of_ceiling']:.0f}% of it")
+    if "breakdown" in d:
+        s = d["breakdown"]["share"]
+        out.append(f"share of the loader's time per clip: decode {100 * s['decode']:.0f}%, augment "
+                   f"{100 * s['augment']:.0f}%, to torch {100 * s['to_torch']:.0f}% (source alone, one process: "
+                   f"{100 * s['source_one_process']:.0f}%)")
+        out.append(f"note: {d['breakdown']['note']}")
+    if "ratio" in d:
+        out.append(f"DALI / reference DataLoader: {d['ratio']:.2f}x clips/s")
+    return "\n".join(out)
+
+
+def format_model(m: dict) -> str:
+    i, t = m["inference"], m["train_step"]
+    rows = [[f"inference (1 video x {i['views']} views)", i["videos_per_s"], i["views_per_s"], i["latency_ms"]["p50"],
+             i["latency_ms"]["p90"]],
+            [f"training step ({t['batch']} videos x {t['views']} views)", t["clips_per_s"], t["clips_per_s"] * t["views"],
+             t["latency_ms"]["p50"], t["latency_ms"]["p90"]]]
+    return f"model on {m['device']} (random weights, no data I/O)\n" + table(
+        ["work", "videos/s", "views/s", "p50 ms", "p90 ms"], rows)
+
+
+def format_step(s: dict) -> str:
+    rows = []
+    for name in ("dali", "reference"):
+        if name in s:
+            r = s[name]
+            rows.append([name, r["clips_per_s"], r["step_ms"]["mean"], r["data_ms"]["mean"],
+                         f"{100 * r['data_time_share']:.0f}%", r["verdict"]])
+    text = f"training loop on {s['device']}, batch {s['batch']}\n" + table(
+        ["loader", "clips/s", "step ms", "data ms", "data share", "verdict"], rows)
+    return text + (f"\nDALI / reference: {s['ratio']:.2f}x clips/s" if "ratio" in s else "")
+
+
+def format_report(report: dict) -> str:
+    parts = [f"tsn profile {report['config']} (device {report['device']})"]
+    parts += [format_data(d) for d in report.get("data", [])]
+    if "model" in report:
+        parts.append(format_model(report["model"]))
+    if "step" in report:
+        parts.append(format_step(report["step"]))
+    return "\n\n".join(parts)
+
+
+def write_json(report: dict, path: str | Path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=2) + "\n")
+
+
+def plot(report: dict, path: str | Path):
+    """Bars of clips/s per loader and stage (one panel per profiled split), plus the decode ceiling."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = report.get("data", [])
+    if not panels and "step" in report:
+        panels = [{"split": "training loop", **report["step"]}]
+    if not panels:
+        raise ValueError("--plot needs a data or step profile")
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    for ax, d in zip(axes[0], panels):
+        bars = [("DALI", d["dali"]["clips_per_s"])]
+        bars += [(k.replace("_", " "), v["clips_per_s"]) for k, v in d.get("stages", {}).items()]
+        if "reference" in d:
+            bars.append(("reference\nDataLoader", d["reference"]["clips_per_s"]))
+        if "ceiling" in d:
+            bars.append(("decode\nceiling", d["ceiling"]["clips_per_s"]))
+        names, values = zip(*bars)
+        ax.bar(range(len(values)), values, color=["tab:green"] + ["tab:gray"] * (len(values) - 1))
+        ax.set_xticks(range(len(values)), names, fontsize=8)
+        ax.set_ylabel("clips/s")
+        ax.set_title(f"{report['config']}\n{d['split']}", fontsize=9)
+        for x, v in enumerate(values):
+            ax.annotate(f"{v:,.0f}", (x, v), ha="center", va="bottom", fontsize=8)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
