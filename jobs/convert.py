@@ -9,9 +9,9 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import click  # noqa: E402
+import click
 
-from model.mmaction2 import convert_checkpoint  # noqa: E402
+from model.mmaction2 import convert_checkpoint
 
 
 @click.group("convert")

@@ -5,7 +5,12 @@ import dataclasses
 import os
 
 from jobs.config import Config
-from pipelines.annotations import FrameLayout, VideoRecord, load_rawframe_list, load_video_list
+from pipelines.annotations import (
+    FrameLayout,
+    VideoRecord,
+    load_rawframe_list,
+    load_video_list,
+)
 from pipelines.graph import build_pipeline
 from pipelines.loader import ClipLoader
 from pipelines.readers import FrameFolderReader, PyAVReader, VideoFileReader
@@ -43,7 +48,8 @@ def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, wo
     if strict and bad:
         lines = "\n".join(f"  {r.source}: {r.path}: {i.status} ({i.reason})" for r, i in bad[:20])
         raise DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
-    out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames if infos[r.path].status == "ok" else None)
+    out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames) if infos[r.path].status == "ok" else
+           dataclasses.replace(r, total_frames=None, problem=f"{infos[r.path].status}: {infos[r.path].reason}")
            for r in records]
     sizes = {p: (i.width, i.height) for p, i in infos.items() if i.status == "ok"}
     return out, sizes
@@ -88,7 +94,8 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
                               prefetch=d.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank)
     loader = ClipLoader(source, pipeline, num_classes=cfg.model.num_classes, multi_label=d.multi_class,
                         max_bad_fraction=d.max_bad_fraction if policy == "skip" else 1.0)
-    # Videos shorter than one clip are padded (out_of_bound_opt), never dropped: count them so it is not silent.
-    span = part.sampler.clip_len * part.sampler.frame_interval
-    loader.short_videos = [r.source for r in records if r.total_frames is not None and 0 < r.total_frames < span]
+    # Videos with fewer frames than a sample needs (one clip, or one frame per segment) are padded as MMAction2
+    # does (repeated frames, out_of_bound_opt), never dropped: count them so it is not silent.
+    need = max(part.sampler.clip_len * part.sampler.frame_interval, part.sampler.num_clips)
+    loader.short_videos = [r.source for r in records if r.total_frames is not None and 0 < r.total_frames < need]
     return loader

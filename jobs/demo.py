@@ -9,24 +9,27 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import time  # noqa: E402
+import time
 
-import click  # noqa: E402
+import click
 
-from jobs import checkpoint as ckpt  # noqa: E402
-from jobs import test as test_job  # noqa: E402
-from jobs import train as train_job  # noqa: E402
-from jobs.config import load_config  # noqa: E402
-from jobs.fuse import format_table, fuse, read_labels  # noqa: E402
-from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset  # noqa: E402
+from jobs import checkpoint as ckpt
+from jobs import test as test_job
+from jobs import train as train_job
+from jobs.config import load_config
+from jobs.fuse import format_table, fuse, read_labels
+from jobs.options import cfg_options
+from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
 
 STREAMS = (("rgb", "tsn_r18_synthetic_rgb", "rawframes"), ("flow", "tsn_r18_synthetic_flow", "flow"))
 
 
-def data_overrides(root: Path, kind: str) -> list[str]:
+def data_overrides(root: Path, kind: str = "rawframes") -> list[str]:
+    """--cfg-options pointing a recipe's lists at a synthetic dataset (kind: rawframes|flow|videos|videos_vp9)."""
+    prefix = Path(root) / ("videos" if kind.startswith("videos") else "rawframes")
     out = []
     for split, name in (("train", "train"), ("val", "val"), ("test", "val")):
-        out += [f"data.{split}_list={root / f'{name}_list_{kind}.txt'}", f"data.{split}_prefix={root / 'rawframes'}"]
+        out += [f"data.{split}_list={Path(root) / f'{name}_list_{kind}.txt'}", f"data.{split}_prefix={prefix}"]
     return out
 
 
@@ -60,7 +63,7 @@ def run(data: Path, work_dir: Path, extra: tuple[str, ...] = (), device: str | N
 @click.option("--data", default="data/synthetic", show_default=True, type=click.Path(path_type=Path),
               help="Synthetic dataset folder (generated if absent).")
 @click.option("--work-dir", default="work_dirs/demo", show_default=True, type=click.Path(path_type=Path))
-@click.option("--cfg-options", multiple=True, help="Overrides for both recipes, e.g. optim.epochs=4.")
+@cfg_options
 @click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
 def demo_command(data, work_dir, cfg_options, device):
     """Train, test and fuse RGB + flow TSNs on the synthetic dataset (about 5-10 minutes on 2 CPU cores)."""

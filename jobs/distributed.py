@@ -50,7 +50,8 @@ def init_distributed(requested_device: str | None = None, timeout_min: int = 30)
         if device.type == "cuda":
             torch.cuda.set_device(device)
         # A finite timeout turns a stuck rank into an error message instead of an endless hang.
-        torch_dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timedelta(minutes=timeout_min))
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        torch_dist.init_process_group(backend, timeout=timedelta(minutes=timeout_min))
     return Dist(rank, local, world, device)
 
 

@@ -20,7 +20,7 @@ def multi_hot(labels: list[tuple[int, ...]], num_classes: int) -> np.ndarray:
 
 def compute_metrics(scores: np.ndarray, labels: list[tuple[int, ...]], names: tuple[str, ...],
                     num_classes: int) -> dict[str, float]:
-    """{'top1_acc', 'top5_acc', 'mean_class_accuracy', 'mean_average_precision', 'mmit_mean_average_precision'} ⊇ result."""
+    """Named metrics: top1_acc/top5_acc (top_k_accuracy), mean_class_accuracy, the two mAP variants."""
     out = {}
     single = np.array([labs[0] for labs in labels])
     for name in names:

@@ -9,14 +9,14 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import argparse  # noqa: E402
-import json  # noqa: E402
+import argparse
+import json
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
+import click
+import numpy as np
 
-from jobs.metrics import mean_class_accuracy, softmax, top_k_accuracy, weighted_scores  # noqa: E402
-from jobs.scores import load_scores  # noqa: E402
+from jobs.metrics import mean_class_accuracy, softmax, top_k_accuracy, weighted_scores
+from jobs.scores import load_scores
 
 
 def read_labels(list_file: str) -> np.ndarray:
@@ -29,7 +29,8 @@ def read_labels(list_file: str) -> np.ndarray:
             try:
                 labels.append(int(tokens[-1]))
             except ValueError:
-                raise click.ClickException(f"{list_file}:{n}: last field {tokens[-1]!r} is not an integer label")
+                why = f"last field {tokens[-1]!r} is not an integer label"
+                raise click.ClickException(f"{list_file}:{n}: {why}") from None
     return np.array(labels)
 
 

@@ -5,18 +5,19 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import os  # noqa: E402
-import tempfile  # noqa: E402
+import dataclasses
+import json
+import os
+import tempfile
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
+import click
+import numpy as np
 
-from jobs.config import Config, load_config  # noqa: E402
-from jobs.test import run as run_test  # noqa: E402
-from jobs.metrics import softmax  # noqa: E402
-from pipelines.annotations import FrameLayout, VideoRecord  # noqa: E402
+from jobs.config import Config, load_config
+from jobs.metrics import softmax
+from jobs.options import cfg_options
+from jobs.test import run as run_test
+from pipelines.annotations import FrameLayout, VideoRecord
 
 
 def count_frames(folder: str, layout: FrameLayout) -> int:
@@ -36,7 +37,8 @@ def single_input_config(cfg: Config, path: str) -> tuple[Config, str]:
     fd, list_file = tempfile.mkstemp(suffix=".txt", prefix="tsn_predict_")
     if os.path.isdir(path):
         d = dataclasses.replace(cfg.data, source="frames")
-        line = f"{os.path.abspath(path)} {count_frames(path, FrameLayout(d.filename_tmpl, d.first_index, d.modality))} 0"
+        frames = count_frames(path, FrameLayout(d.filename_tmpl, d.first_index, d.modality))
+        line = f"{os.path.abspath(path)} {frames} 0"
     elif os.path.isfile(path):
         if cfg.data.modality == "Flow":
             raise click.ClickException("a flow recipe needs a folder of flow frames, not a video file")
@@ -76,7 +78,7 @@ def predict(cfg: Config, checkpoint: str, path: str, *, topk: int = 5, label_map
 @click.option("--label-map", help="Class names, one per line (line index = label), e.g. classes.txt.")
 @click.option("--topk", default=5, show_default=True, help="How many labels to print.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@click.option("--cfg-options", multiple=True, help="key=value overrides (repeatable).")
+@cfg_options
 @click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
 def predict_command(config, checkpoint, input_path, label_map, topk, as_json, cfg_options, device):
     """Top-k labels for one video or frame folder, with the recipe's test protocol (scores are softmax)."""

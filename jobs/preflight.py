@@ -10,20 +10,21 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import json  # noqa: E402
-import os  # noqa: E402
-from collections import Counter  # noqa: E402
+import json
+import os
+from collections import Counter
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import click
+import numpy as np
+from tqdm import tqdm
 
-from jobs.config import Config, load_config  # noqa: E402
-from jobs.data import load_records, split_files  # noqa: E402
-from pipelines.annotations import FrameLayout, VideoRecord, load_video_list  # noqa: E402
-from pipelines.jpeg import BadJpeg, jpeg_size  # noqa: E402
-from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset  # noqa: E402
-from pipelines.video_index import build_index  # noqa: E402
+from jobs.config import Config, load_config
+from jobs.data import load_records, split_files
+from jobs.options import cfg_options
+from pipelines.annotations import FrameLayout, VideoRecord, load_video_list
+from pipelines.jpeg import BadJpeg, jpeg_size
+from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+from pipelines.video_index import build_index
 
 ERRORS = {"missing", "unreadable", "zero_frames", "unsupported", "missing_frames", "corrupt_frame", "truncated"}
 
@@ -96,7 +97,7 @@ def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str 
 @click.option("--full", is_flag=True, help="Also read every frame header (frame folders) / decode every frame.")
 @click.option("--report", help="JSON-lines report (default: <list>.check.jsonl).")
 @click.option("--clean-list", help="Write the usable lines of the list here.")
-@click.option("--cfg-options", multiple=True, help="key=value overrides, e.g. data.train_list=...")
+@cfg_options
 def check_command(config, split, full, report, clean_list, cfg_options):
     """Pre-flight check of CONFIG's data for one split."""
     cfg = load_config(config, cfg_options)

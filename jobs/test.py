@@ -5,20 +5,21 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import dataclasses  # noqa: E402
-import json  # noqa: E402
+import dataclasses
+import json
 
-import click  # noqa: E402
+import click
 
-from jobs.config import Config, load_config  # noqa: E402
-from jobs.data import build_loader  # noqa: E402
-from jobs.distributed import init_distributed, shutdown  # noqa: E402
-from jobs.engine import evaluate, make_amp  # noqa: E402
-from jobs.evaluation import average_clips, compute_metrics  # noqa: E402
-from jobs.protocols import PROTOCOLS, with_protocol  # noqa: E402
-from jobs.scores import save_scores  # noqa: E402
-from jobs.weights import load_for_eval  # noqa: E402
-from pipelines.sharding import Shard  # noqa: E402
+from jobs.config import Config, load_config
+from jobs.data import build_loader
+from jobs.distributed import init_distributed, shutdown
+from jobs.engine import evaluate, make_amp
+from jobs.evaluation import average_clips, compute_metrics
+from jobs.options import cfg_options
+from jobs.protocols import PROTOCOLS, with_protocol
+from jobs.scores import save_scores
+from jobs.weights import load_for_eval
+from pipelines.sharding import Shard
 
 METRICS = ("top_k_accuracy", "mean_class_accuracy", "mean_average_precision", "mmit_mean_average_precision")
 
@@ -46,7 +47,7 @@ def run(cfg: Config, checkpoint: str, *, device: str | None = None, out: str | N
     shutdown(dist)
     records = loader.source.records
     total = len(records)
-    result = {"config": cfg.name, "checkpoint": str(checkpoint), "evaluated": int(len(index)), "total": total}
+    result = {"config": cfg.name, "checkpoint": str(checkpoint), "evaluated": len(index), "total": total}
     if not dist.is_main:
         return result
     say(f"evaluated {len(index)} of {total} videos")
@@ -83,7 +84,7 @@ def run(cfg: Config, checkpoint: str, *, device: str | None = None, out: str | N
 @click.option("--list", "list_file", help="Evaluate another annotation list than the recipe's test list.")
 @click.option("--prefix", help="Data prefix for --list.")
 @click.option("--allow-partial", is_flag=True, help="Report metrics even if some videos could not be evaluated.")
-@click.option("--cfg-options", multiple=True, help="key=value overrides (repeatable).")
+@cfg_options
 @click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
 def test_command(config, checkpoint, extra_metrics, protocol, average_clips, eval_metrics, out, dump, list_file,
                  prefix, allow_partial, cfg_options, device):

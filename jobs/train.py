@@ -5,23 +5,24 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import random  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
+import random
+from dataclasses import dataclass
 
-import click  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import click
+import numpy as np
+import torch
 
-from jobs import checkpoint as ckpt  # noqa: E402
-from jobs.config import Config, dump_config, load_config  # noqa: E402
-from jobs.data import build_loader  # noqa: E402
-from jobs.distributed import Dist, init_distributed, shutdown, unwrap, wrap_ddp  # noqa: E402
-from jobs.engine import Trainer, evaluate, make_amp, train_one_epoch  # noqa: E402
-from jobs.evaluation import compute_metrics, headline  # noqa: E402
-from jobs.logs import Logger  # noqa: E402
-from jobs.weights import build_model  # noqa: E402
-from model.tsn import param_groups  # noqa: E402
-from pipelines.sharding import Shard  # noqa: E402
+from jobs import checkpoint as ckpt
+from jobs.config import Config, dump_config, load_config
+from jobs.data import build_loader
+from jobs.distributed import Dist, init_distributed, shutdown, unwrap, wrap_ddp
+from jobs.engine import Trainer, evaluate, make_amp, train_one_epoch
+from jobs.evaluation import compute_metrics, headline
+from jobs.logs import Logger
+from jobs.options import cfg_options
+from jobs.weights import build_model
+from model.tsn import param_groups
+from pipelines.sharding import Shard
 
 BASE_GPUS = 8   # "this lr is used for 8 gpus": recipes' lr is for a global batch of 8 x videos_per_gpu
 
@@ -106,8 +107,8 @@ def run(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str
     val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.local_rank,
                               work_dir=work_dir) if validate_every else None
     if train_loader.short_videos:
-        log.warning(f"{len(train_loader.short_videos)} training videos are shorter than one clip and are padded "
-                    f"({cfg.train.sampler.out_of_bound_opt}), e.g. {train_loader.short_videos[0]}")
+        log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "
+                    f"are padded with repeated frames, e.g. {train_loader.short_videos[0]}")
     model = build_model(cfg.model, load_from or cfg.runtime.load_from or None, log.info).to(dist.device)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -169,7 +170,7 @@ def run(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str
 @click.option("--validate", "legacy_validate", is_flag=True, hidden=True, help="Accepted for MMAction2 0.x habits.")
 @click.option("--seed", type=int, help="Override runtime.seed.")
 @click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on one process).")
-@click.option("--cfg-options", multiple=True, help="key=value overrides, e.g. optim.lr=0.02 (repeatable).")
+@cfg_options
 @click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events to <work_dir>/tensorboard.")
 def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_validate, legacy_validate, seed,

@@ -25,6 +25,7 @@ class VideoRecord:
     total_frames: int | None      # None for video lists until the video index fills it in
     offset: int = 0               # with_offset lists (ActivityNet clips): file index = start_index + i + offset
     source: str = ""              # "list_file:line" — where this record came from, for error messages
+    problem: str = ""             # why the video index found it unusable ("" = fine)
 
     @property
     def label(self) -> int:

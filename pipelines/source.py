@@ -86,7 +86,8 @@ class ClipSource:
     @property
     def names(self) -> list[str]:
         """Output names in external_source order; the graph builds from the same list."""
-        names = ["data"] + (["frames"] if self.reader.per_video else []) + (["anchor", "shape"] if self.decode_slice else [])
+        names = ["data"] + (["frames"] if self.reader.per_video else [])
+        names += ["anchor", "shape"] if self.decode_slice else []
         for u in range(len(box_groups(self.augment))):
             names += [f"roi_start{u}", f"roi_end{u}", f"plain{u}", f"corner{u}"]
         for c in range(self.augment.num_crops):
@@ -113,15 +114,19 @@ class ClipSource:
         columns = {name: [] for name in self.names}
         for entry in self.batch_entries(epoch, info.iteration):
             video, clip, views = self._load(int(entry), epoch)
-            self._emit(columns, video if entry >= 0 else -1, clip, views)
+            # Evaluation counts each video once: padding and substitutes for skipped videos are marked -1.
+            counted = entry >= 0 and (video == entry or not self.epochs.pad_mark)
+            self._emit(columns, video if counted else -1, clip, views)
         return tuple(columns[name] if name in RAGGED else np.asarray(columns[name], DTYPES[name.rstrip("0123456789")])
                      for name in self.names)
 
     def _load(self, entry: int, epoch: int) -> tuple[int, Clip, list[View]]:
         video = loadable(entry)
-        for attempt in range(MAX_SUBSTITUTES + 1):
+        for _ in range(MAX_SUBSTITUTES + 1):
             record = self.records[video]
             try:
+                if record.problem:
+                    raise BadSample(f"{record.path}: {record.problem}")
                 if record.total_frames is None or record.total_frames < 1:
                     raise BadSample(f"{record.path}: no frames (total_frames={record.total_frames})")
                 rng = video_rng(self.epochs.seed, epoch, video)

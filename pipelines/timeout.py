@@ -56,7 +56,7 @@ def call_with_timeout(fn: Callable[..., T], seconds: float | None, *args: Any,
     def run() -> None:
         try:
             box["value"] = fn(*args, **kwargs)
-        except BaseException as exc:  # noqa: BLE001 - handed to the caller, not swallowed
+        except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=run, name=f"decode-timeout:{label}"[:60], daemon=True)

@@ -106,7 +106,7 @@ def probe_video(path: str, *, count: str = "auto") -> VideoInfo:
         return _info(path, "unreadable", f"cannot open: {exc}", size, mtime)
     try:
         return _probe_open(path, container, stream, count, size, mtime)
-    except Exception as exc:  # noqa: BLE001 - a scanner must report, not crash, on any bad file
+    except Exception as exc:
         return _info(path, "unreadable", f"probe failed: {type(exc).__name__}: {exc}", size, mtime)
     finally:
         container.close()

@@ -25,8 +25,5 @@ def synthetic_root(tmp_path_factory):
 
 def synthetic_overrides(root, kind: str = "rawframes") -> list[str]:
     """--cfg-options that point a recipe's train/val/test lists at the synthetic set (kind: rawframes|flow|videos)."""
-    prefix = root / ("videos" if kind.startswith("videos") else "rawframes")
-    out = []
-    for split, name in (("train", "train"), ("val", "val"), ("test", "val")):
-        out += [f"data.{split}_list={root / f'{name}_list_{kind}.txt'}", f"data.{split}_prefix={prefix}"]
-    return out
+    from jobs.demo import data_overrides
+    return data_overrides(root, kind)

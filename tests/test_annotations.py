@@ -7,7 +7,13 @@ from conftest import synthetic_overrides
 
 from jobs.config import load_config
 from jobs.data import build_loader
-from pipelines.annotations import AnnotationError, FrameLayout, VideoRecord, load_rawframe_list, load_video_list
+from pipelines.annotations import (
+    AnnotationError,
+    FrameLayout,
+    VideoRecord,
+    load_rawframe_list,
+    load_video_list,
+)
 from pipelines.jpeg import BadJpeg, jpeg_size
 from pipelines.readers import BadSample
 
@@ -52,7 +58,7 @@ def test_malformed_video_line_and_missing_list(tmp_path):
     path = write(tmp_path, "ok.mp4 1\nbad.mp4 1 2\n")
     with pytest.raises(AnnotationError, match=r"list.txt:2: expected '<video_path> <label>'"):
         load_video_list(path)
-    with pytest.raises(AnnotationError, match="nope.txt: annotation list not found"):
+    with pytest.raises(AnnotationError, match=r"nope\.txt: annotation list not found"):
         load_rawframe_list(str(tmp_path / "nope.txt"))
 
 

@@ -5,7 +5,6 @@ import json
 import shutil
 
 import av
-import numpy as np
 import pytest
 import torch
 from conftest import synthetic_overrides
@@ -55,12 +54,12 @@ def bad_videos(synthetic_root, tmp_path):
     (dst / "text.mp4").write_text("this is not a video\n")
     data = (dst / good[0]).read_bytes()
     (dst / "truncated.mp4").write_bytes(data[: len(data) // 2])
-    short = dst / "short.mp4"                                   # 3 frames: fewer than the 8 segments asked for
+    short = dst / "short.mp4"                                   # 2 frames: fewer than the 3 segments asked for
     with av.open(str(src / good[1])) as inp, av.open(str(short), "w") as out:
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = 80, 64, "yuv420p"
         for i, frame in enumerate(inp.decode(video=0)):
-            if i == 3:
+            if i == 2:
                 break
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")))
         out.mux(stream.encode())
@@ -94,4 +93,5 @@ def test_training_skips_and_reports_bad_videos_and_finishes(bad_videos):
     lines = {b["line"].rsplit(":", 1)[1] for b in bad}
     assert {"1", "2", "4"} <= lines                               # zero-byte, text, missing
     assert all(b["reason"] and b["path"] and "rank" in b for b in bad)
-    assert "shorter than one clip" in (work / "train.log").read_text()   # short.mp4: padded and counted
+    assert "fewer frames than a sample needs" in (work / "train.log").read_text()   # short.mp4: padded, counted
+    assert any("unreadable" in b["reason"] or "zero" in b["reason"] for b in bad)  # the index's own reason

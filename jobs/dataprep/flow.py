@@ -93,7 +93,8 @@ def algorithm_record(opts: FlowOptions, source: str) -> dict:
     return {"algorithm": opts.algo, "published_algorithm": opts.algo == "tvl1", "note": note,
             "bound": opts.bound, "quantisation": "uint8((clip(f, -b, b) + b) * 255 / (2 b)), truncated",
             "params": params, "opencv": cv2.__version__, "template": opts.template,
-            "start_index": opts.start_index, "source": source, "resize": asdict(opts.resize) if source == "videos" else None,
+            "start_index": opts.start_index, "source": source,
+            "resize": asdict(opts.resize) if source == "videos" else None,
             "frame_count": "flow frames = RGB frames - 1"}
 
 

@@ -49,7 +49,7 @@ def _guarded(work: Callable[[Task], None], task: Task) -> str | None:
     because decoder exceptions (PyAV, OpenCV) do not always survive pickling."""
     try:
         work(task)
-    except Exception as err:  # noqa: BLE001 - any error of one input is that input's failure
+    except Exception as err:
         return f"{type(err).__name__}: {err}".strip()
     return None
 
