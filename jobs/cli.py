@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from jobs.bench import bench
 from jobs.config import shipped_configs
 from jobs.convert import convert
 from jobs.demo import demo_command
@@ -10,6 +11,7 @@ from jobs.fuse import fuse_command
 from jobs.predict import predict_command
 from jobs.preflight import check_command, index_command, synthetic_command
 from jobs.prepare import prepare
+from jobs.profile import profile_command
 from jobs.test import test_command
 from jobs.train import train_command
 
@@ -26,7 +28,8 @@ def configs_command():
         click.echo(name)
 
 
-for command in (train_command, test_command, fuse_command, predict_command, demo_command, prepare, convert):
+for command in (train_command, test_command, fuse_command, predict_command, demo_command, prepare, convert,
+                profile_command, bench):
     cli.add_command(command)
 for command in (synthetic_command, index_command, check_command):
     prepare.add_command(command)

@@ -87,9 +87,11 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
     if work_dir:
         os.makedirs(work_dir, exist_ok=True)
         bad_log = os.path.join(work_dir, "bad_samples.jsonl")
+    # CPU, RGB frames: integer crop boxes are resampled by the loader in torch (DALI's CPU resize was half the time).
+    host_resample = device == "cpu" and not flow and not reader.per_video
     source = ClipSource(records, reader, part.sampler, part.augment, epochs, start_index=d.first_index, flow=flow,
                         decode_slice=d.source == "frames" and part.augment.num_crops == 1,
-                        on_error=policy, bad_log=bad_log)
+                        host_resample=host_resample, on_error=policy, bad_log=bad_log)
     pipeline = build_pipeline(source, device=device, num_threads=d.threads, py_workers=d.workers,
                               prefetch=d.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank)
     loader = ClipLoader(source, pipeline, num_classes=cfg.model.num_classes, multi_label=d.multi_class,

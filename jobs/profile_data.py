@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import gc
 import os
+import warnings
 from collections import namedtuple
-from typing import Callable
+from dataclasses import dataclass, field
+from collections.abc import Callable
 
 from jobs.config import Config
 from jobs.data import build_loader
@@ -54,15 +56,22 @@ def _close(pipe):
     gc.collect()
 
 
-def time_graph(loader, *, decode_only: bool, warmup: int, batches: int, device: str) -> Timing:
-    d = loader.pipeline
-    pipe = build_pipeline(loader.source, device=device, num_threads=d.num_threads, py_workers=d.py_num_workers,
-                          prefetch=d.prefetch_queue_depth["cpu_size"] if isinstance(d.prefetch_queue_depth, dict)
-                          else d.prefetch_queue_depth, device_id=d.device_id, seed=0, decode_only=decode_only)
-    per_clip = 1 if loader.source.reader.per_video else loader._frames()
-    t = time_batches(pipeline_batches(pipe), warmup=warmup, count=batches, size=lambda o: _clips_in(o, per_clip))
+def time_graph(pipe, per_clip: int, *, warmup: int, batches: int) -> Timing:
+    with warnings.catch_warnings():     # the decode-only variant leaves augmentation columns unused: expected
+        warnings.filterwarnings("ignore", message=".*are not used.*")
+        t = time_batches(pipeline_batches(pipe), warmup=warmup, count=batches, size=lambda o: _clips_in(o, per_clip))
     _close(pipe)
     return t
+
+
+def _variant(loader, d, device: str, decode_only: bool):
+    """The loader's graph rebuilt with the same settings (decode_only: stopped after the decoder)."""
+    prefetch = d.prefetch_queue_depth
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*are not used.*")
+        return build_pipeline(loader.source, device=device, num_threads=d.num_threads, py_workers=d.py_num_workers,
+                              prefetch=prefetch["cpu_size"] if isinstance(prefetch, dict) else prefetch,
+                              device_id=d.device_id, seed=0, decode_only=decode_only)
 
 
 def time_source(source, per_clip: int, *, warmup: int, batches: int) -> Timing:
@@ -76,9 +85,7 @@ def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: s
     """Full-frame decoding of one batch of the source's JPEGs held in memory; items are images. None if N/A."""
     if not hasattr(source.reader, "layout"):
         return None                                  # video files or PyAV frames: no JPEG decoder to bound
-    import nvidia.dali.fn as fn
-    import nvidia.dali.types as types
-    from nvidia.dali import pipeline_def
+    from nvidia.dali import fn, pipeline_def, types
     buffers = list(source(BatchInfo(0, 0))[0])
     kind = types.GRAY if source.reader.gray else types.RGB
 
@@ -94,46 +101,69 @@ def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: s
     return t
 
 
-def breakdown(loader_t: Timing, graph_t: Timing, decode_t: Timing, source_t: Timing) -> dict:
-    """Shares of the loader's time per clip, clipped to [0, 1] (overlap can make a difference negative)."""
+def breakdown(loader_t: Timing, graph_t: Timing, decode_t: Timing, source_t: Timing, host_resample: bool) -> dict:
+    """Shares of the loader's time per clip, clipped to [0, 1] (overlap can make a difference negative).
+
+    decode: the decode-only graph; augment: what the rest of the graph adds; host: what the loader adds on top of
+    the graph (copy into the torch batch, and on the CPU host-resample path the resampling of integer boxes and the
+    flips, which then leave the graph: its augment share is near 0 there).
+    """
     per_clip = {name: t.seconds / t.items for name, t in
                 (("loader", loader_t), ("graph", graph_t), ("decode", decode_t), ("source", source_t))}
     total = per_clip["loader"]
     share = {"decode": per_clip["decode"] / total,
              "augment": (per_clip["graph"] - per_clip["decode"]) / total,
-             "to_torch": (per_clip["loader"] - per_clip["graph"]) / total,
+             "host": (per_clip["loader"] - per_clip["graph"]) / total,
              "source_one_process": per_clip["source"] / total}
-    return {"ms_per_clip": {k: 1e3 * v for k, v in per_clip.items()},
+    host = ("resample integer boxes + flip + copy to torch" if host_resample else "copy to torch")
+    return {"ms_per_clip": {k: 1e3 * v for k, v in per_clip.items()}, "host_work": host,
             "share": {k: min(1.0, max(0.0, v)) for k, v in share.items()}, "note": PER_OP_NOTE}
 
 
-def profile_data(cfg: Config, split: str, *, batches: int, warmup: int, device: str = "cpu",
-                 compare: bool = False, detail: bool = True, ref_workers: int | None = None,
-                 say: Callable[[str], None] = print) -> dict:
-    """Throughput of `split`'s pipeline (and the reference DataLoader's) on `cfg`'s data."""
-    loader = build_loader(cfg, split, device=device)
+@dataclass
+class Prepared:
+    """A split's DALI loader and variant graphs, all built (their Python workers forked) before any of them runs:
+    DALI cannot fork its workers once a CUDA context exists in the process (the GPU pipeline creates one)."""
+
+    split: str
+    loader: object
+    variants: dict = field(default_factory=dict)
+
+
+def prepare_data(cfg: Config, split: str, *, device: str = "cpu", detail: bool = True) -> Prepared:
+    loader = build_loader(cfg, split, device=device, device_id=0 if device == "gpu" else None)
+    variants = {}
+    if detail:
+        variants = {name: _variant(loader, loader.pipeline, device, decode_only=name == "decode_only")
+                    for name in ("graph", "decode_only")}
+    return Prepared(split, loader, variants)
+
+
+def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, device: str = "cpu",
+                 compare: bool = False, ref_workers: int | None = None, say: Callable[[str], None] = print) -> dict:
+    """Throughput of a split's pipeline (variants too, if prepared) and of the reference DataLoader."""
+    split, loader = prepared.split, prepared.loader
     source = loader.source
     frames_per_clip = loader._frames()
     views_per_clip = source.augment.num_crops * loader.views_per_crop
-    sync = _sync(device)
     say(f"[data/{split}] DALI loader: {len(loader)} batches per epoch of {source.epochs.batch_size} videos")
     loader_t = time_batches(forever(lambda: loader), warmup=warmup, count=batches, size=lambda b: len(b.index),
-                            work=sync)
+                            work=_sync(device))
     out = {"split": split, "batch": source.epochs.batch_size, "frames_per_clip": frames_per_clip,
            "views_per_clip": views_per_clip, "threads": cfg.data.threads, "py_workers": cfg.data.workers,
            "prefetch": cfg.data.prefetch, "cpus": os.cpu_count(), "dali": rates(loader_t, frames_per_clip,
                                                                                views_per_clip)}
-    if detail:
-        say(f"[data/{split}] variant graphs: source alone, decode only, full graph, decode ceiling")
-        graph_t = time_graph(loader, decode_only=False, warmup=warmup, batches=batches, device=device)
-        decode_t = time_graph(loader, decode_only=True, warmup=warmup, batches=batches, device=device)
+    if prepared.variants:
+        say(f"[data/{split}] variant graphs: full graph, decode only, source alone, decode ceiling")
         per_clip = 1 if source.reader.per_video else frames_per_clip
+        graph_t, decode_t = (time_graph(prepared.variants.pop(name), per_clip, warmup=warmup, batches=batches)
+                             for name in ("graph", "decode_only"))
         source_t = time_source(source, per_clip, warmup=min(warmup, 2), batches=max(2, batches // 2))
         ceiling_t = decode_ceiling(source, threads=cfg.data.threads, warmup=warmup, batches=batches, device=device)
         out["stages"] = {"graph": rates(graph_t, frames_per_clip, views_per_clip),
                          "decode_only": rates(decode_t, frames_per_clip, views_per_clip),
                          "source_only": rates(source_t, frames_per_clip, views_per_clip)}
-        out["breakdown"] = breakdown(loader_t, graph_t, decode_t, source_t)
+        out["breakdown"] = breakdown(loader_t, graph_t, decode_t, source_t, source.host_resample)
         if ceiling_t is not None:
             images_per_s = ceiling_t.per_second
             out["ceiling"] = {"images_per_s": images_per_s, "clips_per_s": images_per_s / frames_per_clip,
@@ -152,13 +182,12 @@ def reference(cfg: Config, split: str, *, batches: int, warmup: int, device: str
     from jobs.reference_loader import build_reference_loader
     loader = build_reference_loader(cfg, split, workers=workers)
     say(f"[data/{split}] reference DataLoader: PIL decode, {workers} worker processes")
-    move = _sync(device, to_device=True)
-    t = time_batches(forever(lambda: loader), warmup=warmup, count=batches, size=lambda b: len(b.index), work=move)
+    batches_in = forever(lambda: loader)
+    t = time_batches(batches_in, warmup=warmup, count=batches, size=lambda b: len(b.index),
+                     work=_sync(device, to_device=True))
+    batches_in.close()          # ends the epoch iterator: its persistent worker processes exit with the loader
     result = rates(t, frames_per_clip, views_per_clip)
-    result.update(workers=workers, prefetch_factor=loader.prefetch_factor)
-    del loader
-    gc.collect()
-    return result
+    return {**result, "workers": workers, "prefetch_factor": loader.prefetch_factor}
 
 
 def _sync(device: str, to_device: bool = False):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 
@@ -115,13 +115,17 @@ def run_steps(trainer: Trainer, batches, *, warmup: int, count: int) -> dict:
             "verdict": "loader-bound" if share > LOADER_BOUND else "model-bound"}
 
 
-def profile_step(cfg: Config, *, device: str, warmup: int, iters: int, compare: bool = False,
-                 ref_workers: int | None = None, say: Callable[[str], None] = print) -> dict:
+def prepare_step(cfg: Config, device: str):
+    """The training loader, built before any CUDA work (see profile_data.Prepared)."""
     from jobs.data import build_loader
+    return build_loader(cfg, "train", device=device, device_id=0 if device == "gpu" else None)
+
+
+def profile_step(cfg: Config, loader, *, device: str, warmup: int, iters: int, compare: bool = False,
+                 ref_workers: int | None = None, say: Callable[[str], None] = print) -> dict:
     dev = torch_device(device)
     trainer = make_trainer(cfg, dev)
     trainer.model.train()
-    loader = build_loader(cfg, "train", device=device)
     say(f"[step] training loop on the DALI loader: {warmup} warm-up + {iters} timed iterations")
     out = {"device": str(dev), "batch": cfg.data.videos_per_gpu,
            "dali": run_steps(trainer, forever(lambda: loader), warmup=warmup, count=iters)}

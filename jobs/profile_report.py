@@ -46,9 +46,9 @@ def format_data(d: dict) -> str:
                    f"({c['what']}); DALI loader at {100 * d['fraction_of_ceiling']:.0f}% of it")
     if "breakdown" in d:
         s = d["breakdown"]["share"]
-        out.append(f"share of the loader's time per clip: decode {100 * s['decode']:.0f}%, augment "
-                   f"{100 * s['augment']:.0f}%, to torch {100 * s['to_torch']:.0f}% (source alone, one process: "
-                   f"{100 * s['source_one_process']:.0f}%)")
+        out.append(f"share of the loader's time per clip: decode {100 * s['decode']:.0f}%, augment in DALI "
+                   f"{100 * s['augment']:.0f}%, host side {100 * s['host']:.0f}% ({d['breakdown']['host_work']}); "
+                   f"source alone, one process: {100 * s['source_one_process']:.0f}%")
         out.append(f"note: {d['breakdown']['note']}")
     if "ratio" in d:
         out.append(f"DALI / reference DataLoader: {d['ratio']:.2f}x clips/s")

@@ -47,19 +47,24 @@ def ensure_dataset(root: str | Path, width: int, height: int, *, videos_per_clas
 def overrides(folder: str | Path, *, repeat: int = 1) -> list[str]:
     """--cfg-options pointing every split of an RGB frame recipe at the synthetic set (test = val list).
 
-    repeat > 1 lists every training video that many times (written beside the original list): the same files, but
-    epochs as long as a real dataset's, so a throughput run is not dominated by epoch boundaries.
+    repeat > 1 lists every video that many times (lists written beside the originals): the same files, but epochs
+    as long as a real dataset's, so a throughput run is not dominated by epoch boundaries. Only for throughput:
+    an evaluation on a repeated list counts each video several times.
     """
     folder = Path(folder)
-    train = folder / "train_list_rawframes.txt"
-    if repeat > 1:
-        tiled = folder / f"train_list_rawframes_x{repeat}.txt"
-        if not tiled.is_file():
-            tiled.write_text(train.read_text() * repeat)
-        train = tiled
-    lists = {"train": train, "val": folder / "val_list_rawframes.txt", "test": folder / "val_list_rawframes.txt"}
+    train, val = _repeated(folder / "train_list_rawframes.txt", repeat), _repeated(folder / "val_list_rawframes.txt",
+                                                                                repeat)
     out = [f"model.num_classes={NUM_CLASSES}", "data.source=frames", "data.modality=RGB",
            "data.filename_tmpl=img_{:05}.jpg", "data.start_index=1"]
-    for split, path in lists.items():
+    for split, path in (("train", train), ("val", val), ("test", val)):
         out += [f"data.{split}_list={path}", f"data.{split}_prefix={folder / 'rawframes'}"]
     return out
+
+
+def _repeated(list_file: Path, repeat: int) -> Path:
+    if repeat <= 1:
+        return list_file
+    tiled = list_file.with_name(f"{list_file.stem}_x{repeat}.txt")
+    if not tiled.is_file():
+        tiled.write_text(list_file.read_text() * repeat)
+    return tiled

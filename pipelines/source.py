@@ -49,10 +49,14 @@ def box_groups(augment: Augment) -> list[list[int]]:
     return [[c] for c in range(augment.num_crops)]
 
 
+def is_integral(view: View) -> bool:
+    return all(float(v).is_integer() for v in view.box)
+
+
 def is_plain_crop(view: View) -> bool:
     """An integer box of exactly the output size: a linear resample at scale 1 is a copy, so slice instead."""
     x1, y1, x2, y2 = view.box
-    return all(float(v).is_integer() for v in view.box) and (x2 - x1, y2 - y1) == (view.out_w, view.out_h)
+    return is_integral(view) and (x2 - x1, y2 - y1) == (view.out_w, view.out_h)
 
 
 def slice_box(view: View, width: int, height: int) -> tuple[int, int, int, int]:
@@ -72,6 +76,7 @@ class ClipSource:
     start_index: int = 0
     flow: bool = False
     decode_slice: bool = False     # decode only the crop window (single-view JPEG pipelines)
+    host_resample: bool = False    # CPU RGB frames: integer boxes are resampled by the loader (see pipelines/loader.py)
     on_error: str = "raise"        # "raise" | "skip"
     bad_log: str | None = None     # JSON lines of skipped samples
     _plan_epoch: int = field(default=-1, repr=False)
@@ -82,6 +87,13 @@ class ClipSource:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         if self.decode_slice and (self.augment.num_crops != 1 or self.reader.per_video):
             raise ValueError("decode_slice needs a single-view frame-folder pipeline")
+        if self.host_resample and (self.flow or self.reader.per_video):
+            raise ValueError("host_resample needs an RGB pipeline of frame samples")
+
+    def sliced(self, view: View) -> bool:
+        """Whether the graph cuts this box with fn.slice (else fn.resize): a plain crop, or on the host-resample
+        path any integer box (the loader resamples it)."""
+        return is_integral(view) if self.host_resample else is_plain_crop(view)
 
     @property
     def names(self) -> list[str]:
@@ -89,7 +101,7 @@ class ClipSource:
         names = ["data"] + (["frames"] if self.reader.per_video else [])
         names += ["anchor", "shape"] if self.decode_slice else []
         for u in range(len(box_groups(self.augment))):
-            names += [f"roi_start{u}", f"roi_end{u}", f"plain{u}", f"corner{u}"]
+            names += [f"roi_start{u}", f"roi_end{u}", f"sliced{u}", f"corner{u}", f"extent{u}"]
         for c in range(self.augment.num_crops):
             names += [f"mirror{c}"] + ([f"invert{c}"] if self.flow else [])
         return names + ["index"]
@@ -156,19 +168,23 @@ class ClipSource:
             columns["frames"].append(clip.frames)
         x0 = y0 = 0
         if self.decode_slice:
-            x0, y0, x1, y1 = slice_box(views[0], clip.width, clip.height)
+            # The exact box when the loader resamples it (the decoded window is the view), else a 1 px margin.
+            exact = self.host_resample and is_integral(views[0])
+            x0, y0, x1, y1 = (int(v) for v in views[0].box) if exact else slice_box(views[0], clip.width, clip.height)
             columns["anchor"] += [(x0, y0)] * n                 # image_slice takes (x, y)
             columns["shape"] += [(x1 - x0, y1 - y0)] * n
         for u, members in enumerate(box_groups(self.augment)):
             first = views[members[0]]
             bx1, by1, bx2, by2 = first.box
             # fn.resize ROIs follow the tensor's axis order (y, x), relative to the decoded (maybe sliced) image. An x
-            # range given end-first mirrors the output: the first view's flip rides on its resample for free.
-            left, right = (bx2, bx1) if first.mirror else (bx1, bx2)
+            # range given end-first mirrors the output: the first view's flip rides on its resample for free (the
+            # host-resample loader flips every view itself).
+            left, right = (bx2, bx1) if first.mirror and not self.host_resample else (bx1, bx2)
             columns[f"roi_start{u}"] += [(by1 - y0, left - x0)] * n
             columns[f"roi_end{u}"] += [(by2 - y0, right - x0)] * n
-            columns[f"plain{u}"] += [is_plain_crop(first)] * n
+            columns[f"sliced{u}"] += [self.sliced(first)] * n
             columns[f"corner{u}"] += [(int(bx1) - x0, int(by1) - y0)] * n
+            columns[f"extent{u}"] += [(int(bx2) - int(bx1), int(by2) - int(by1))] * n
         for c, view in enumerate(views):
             columns[f"mirror{c}"] += [int(view.mirror)] * n
             if self.flow:   # samples alternate x, y (spec §3.4); a Flip inverts only the x components
@@ -177,8 +193,8 @@ class ClipSource:
 
 
 RAGGED = ("data", "frames")     # one array per sample (sizes differ); every other column is one (N, ...) array
-DTYPES = {"anchor": np.int32, "shape": np.int32, "roi_start": np.float32, "roi_end": np.float32, "plain": np.bool_,
-          "corner": np.int32, "mirror": np.int32, "invert": np.uint8, "index": np.int64}
+DTYPES = {"anchor": np.int32, "shape": np.int32, "roi_start": np.float32, "roi_end": np.float32, "sliced": np.bool_,
+          "corner": np.int32, "extent": np.int32, "mirror": np.int32, "invert": np.uint8, "index": np.int64}
 
 
 def read_bad_log(path: str | None) -> list[dict]:
