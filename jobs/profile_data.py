@@ -17,8 +17,8 @@ import gc
 import os
 import warnings
 from collections import namedtuple
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from jobs.config import Config
 from jobs.data import build_loader

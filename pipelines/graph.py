@@ -9,6 +9,9 @@ Per crop box, one of two branches per sample (DALI conditionals): a box with int
 size is sliced out (a linear resample at scale 1 gives the same pixels at ~5x the CPU cost), any other box is
 resampled once from source coordinates. A flip is folded into the resample's ROI (an end-first x range); views that
 share a box (TenCrop's mirrored copies) flip the shared result instead of resampling again.
+
+On the CPU, RGB frame pipelines take the host-resample path: integer boxes leave the graph as decoded pixels and the
+loader resamples them in torch (DALI's CPU resize cost more than decoding; jobs/PERF_SECTION.md has the numbers).
 """
 from __future__ import annotations
 
@@ -86,7 +89,9 @@ def _host_group(images, nodes: dict, u: int, out_w: int, out_h: int):
 
 def build_pipeline(source: ClipSource, *, device: str = "cpu", num_threads: int = 2, py_workers: int = 1,
                    prefetch: int = 2, device_id: int | None = None, seed: int = 0, decode_only: bool = False):
-    """A DALI pipeline over `source`; run() returns (*views, index) for one batch of videos.
+    """A DALI pipeline over `source`; run() returns (*views, index) for one batch of videos, or with
+    source.host_resample (CPU, RGB frames) (frames, *resampled boxes, *sliced, *corner, *extent, *mirror, index), which
+    ClipLoader._assemble_host turns into the same views.
 
     decode_only: stop after the decoder, run() returns (decoded frames, index): the profiler's reference point for
     how much of the graph's time is decoding (DALI 2.4 reports no per-operator times on CPU).

@@ -6,8 +6,8 @@ video come from `video_rng(seed, epoch, video)`. Pixel work is left to DALI; thi
 numpy geometry of spec §3.
 
 Every per-sample argument column is one dense (N, ...) array per batch, not N small arrays: each array costs a
-shared-memory slot and a feed into DALI, and at ~7 columns x 96 samples that overhead was a third of the source's
-cost (measured, see jobs/PERF_SECTION.md). Only the encoded bytes stay a list (their sizes differ).
+shared-memory slot, a pickle entry and a feed into DALI (~650 of them per training batch of 96 frames). Only the
+encoded bytes stay a list (their sizes differ).
 """
 from __future__ import annotations
 

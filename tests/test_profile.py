@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from conftest import synthetic_overrides
 
-from jobs.bench import AUGMENTS, PROTOCOLS, SIZES, format_grid, eval_recipe, train_recipe
+from jobs.bench import AUGMENTS, PROTOCOLS, SIZES, eval_recipe, format_grid, train_recipe
 from jobs.config import load_config
 from jobs.data import build_loader
 from jobs.profile import profile_command, run

@@ -71,7 +71,7 @@ def bad_videos(synthetic_root, tmp_path):
 
 @pytest.mark.timeout(300)
 def test_bad_videos_raise_in_test_naming_the_file(bad_videos):
-    root, lst, videos = bad_videos
+    _root, lst, videos = bad_videos
     cfg = load_config("tsn_r18_synthetic_video_rgb", [f"data.test_list={lst}", f"data.test_prefix={videos}"] + SMALL)
     with pytest.raises(DataError) as err:
         build_loader(cfg, "test")
