@@ -1,14 +1,9 @@
-"""Scores + labels -> the recipe's named metrics (spec §6), and the test-time `average_clips` rule (spec §1.2)."""
+"""Scores + labels -> the recipe's named metrics (spec §6)."""
 from __future__ import annotations
 
 import numpy as np
 
 from jobs import metrics as M
-
-
-def average_clips(scores: np.ndarray, mode: str) -> np.ndarray:
-    """TSN already averages all views before its classifier, so 'score' == 'none'; 'prob' = softmax of that mean."""
-    return M.softmax(scores) if mode == "prob" else scores
 
 
 def multi_hot(labels: list[tuple[int, ...]], num_classes: int) -> np.ndarray:

@@ -15,7 +15,7 @@ import json
 import click
 import numpy as np
 
-from jobs.metrics import mean_class_accuracy, softmax, top_k_accuracy, weighted_scores
+from jobs.metrics import fuse_scores, mean_class_accuracy, top_k_accuracy
 from jobs.scores import load_scores
 
 
@@ -40,11 +40,11 @@ def fuse(score_files: list[str], coefficients: list[float], labels: np.ndarray, 
     for f, s in zip(score_files, streams):
         if len(s) != len(labels):
             raise click.ClickException(f"{f}: {len(s)} score rows but {len(labels)} labels in the list")
-    if apply_softmax:
-        streams = [softmax(s) for s in streams]
+    # Per-stream rows are unaffected by softmax (it keeps each row's ranking); it matters only for the sum.
     rows = [(Path(f).name, s) for f, s in zip(score_files, streams)]
     ratio = ":".join(f"{c:g}" for c in coefficients)
-    rows.append((f"fused [{ratio}]" + (" softmax" if apply_softmax else ""), weighted_scores(streams, coefficients)))
+    fused = fuse_scores(streams, coefficients, apply_softmax=apply_softmax)
+    rows.append((f"fused [{ratio}]" + (" softmax" if apply_softmax else ""), fused))
     out = []
     for name, s in rows:
         top1, top5 = top_k_accuracy(s, labels, (1, 5))

@@ -17,6 +17,7 @@ import platform
 import click
 
 from jobs.config import Config, load_config
+from jobs.options import cfg_options
 
 MODES = ("data", "model", "step")
 
@@ -95,7 +96,7 @@ def synthetic_overrides(size: str, root: str, videos_per_class: int, repeat: int
 @click.option("--repeat", type=int, default=20, show_default=True,
               help="With --synthetic: list each video N times (real-sized epochs for throughput, same files).")
 @click.option("--data-root", default="work_dirs/synthetic", show_default=True, help="Where --synthetic data goes.")
-@click.option("--cfg-options", multiple=True, help="key=value overrides, e.g. data.threads=2 (repeatable).")
+@cfg_options
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG bar chart of clips/s.")
 def profile_command(config, modes, splits, compare, device, warmup, iters, model_iters, train_batch, ref_workers,

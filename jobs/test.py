@@ -9,16 +9,18 @@ import dataclasses
 import json
 
 import click
+import torch
 
 from jobs.config import Config, load_config
 from jobs.data import build_loader
 from jobs.distributed import init_distributed, shutdown
 from jobs.engine import evaluate, make_amp
-from jobs.evaluation import average_clips, compute_metrics
+from jobs.evaluation import compute_metrics
 from jobs.options import cfg_options
 from jobs.protocols import PROTOCOLS, with_protocol
 from jobs.scores import save_scores
 from jobs.weights import load_for_eval
+from model.tsn import average_clips
 from pipelines.sharding import Shard
 
 METRICS = ("top_k_accuracy", "mean_class_accuracy", "mean_average_precision", "mmit_mean_average_precision")
@@ -51,7 +53,8 @@ def run(cfg: Config, checkpoint: str, *, device: str | None = None, out: str | N
     if not dist.is_main:
         return result
     say(f"evaluated {len(index)} of {total} videos")
-    scores = average_clips(scores, cfg.runtime.average_clips)
+    # TSN averages every view before its classifier: "score" == "none"; "prob" = softmax of that mean (§1.2).
+    scores = average_clips(torch.from_numpy(scores), cfg.runtime.average_clips).numpy()
     if dump:
         full = scores if len(index) == total else None
         if full is None:
