@@ -13,24 +13,16 @@ import time
 
 import click
 
-from jobs import checkpoint as ckpt
-from jobs import test as test_job
-from jobs import train as train_job
-from jobs.config import load_config
-from jobs.fuse import format_table, fuse, read_labels
-from jobs.options import cfg_options
+from jobs.console.options import cfg_options
+from jobs.dataprep.synthetic import data_overrides
+from jobs.training import checkpoint as ckpt
+from jobs.training.config import load_config
+from jobs.training.fusion import format_table, fuse, read_labels
+from jobs.training.tester import test_checkpoint
+from jobs.training.trainer import train
 from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
 
 STREAMS = (("rgb", "tsn_r18_synthetic_rgb", "rawframes"), ("flow", "tsn_r18_synthetic_flow", "flow"))
-
-
-def data_overrides(root: Path, kind: str = "rawframes") -> list[str]:
-    """--cfg-options pointing a recipe's lists at a synthetic dataset (kind: rawframes|flow|videos|videos_vp9)."""
-    prefix = Path(root) / ("videos" if kind.startswith("videos") else "rawframes")
-    out = []
-    for split, name in (("train", "train"), ("val", "val"), ("test", "val")):
-        out += [f"data.{split}_list={Path(root) / f'{name}_list_{kind}.txt'}", f"data.{split}_prefix={prefix}"]
-    return out
 
 
 def run(data: Path, work_dir: Path, extra: tuple[str, ...] = (), device: str | None = "cpu") -> list[dict]:
@@ -43,11 +35,11 @@ def run(data: Path, work_dir: Path, extra: tuple[str, ...] = (), device: str | N
         cfg = load_config(recipe, data_overrides(data, kind) + list(extra))
         out = work_dir / stream
         click.echo(f"\n== training {recipe} ({cfg.optim.epochs} epochs) -> {out}")
-        train_job.run(cfg, str(out), device=device)
+        train(cfg, str(out), device=device)
         best = out / "best.pth" if (out / "best.pth").is_file() else ckpt.find_latest(out)
         click.echo(f"== testing {best.name} with the recipe's test protocol")
         dump = out / "scores.npy"
-        test_job.run(cfg, str(best), device=device, dump=str(dump), out=str(out / "test_metrics.json"))
+        test_checkpoint(cfg, str(best), device=device, dump=str(dump), out=str(out / "test_metrics.json"))
         dumps.append(str(dump))
     labels = read_labels(str(data / "val_list_rawframes.txt"))
     rows = fuse(dumps, [1.0, 1.0], labels, apply_softmax=False)

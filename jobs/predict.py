@@ -5,70 +5,13 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import dataclasses
 import json
-import os
-import tempfile
 
 import click
-import numpy as np
 
-from jobs.config import Config, load_config
-from jobs.metrics import softmax
-from jobs.options import cfg_options
-from jobs.test import run as run_test
-from pipelines.annotations import FrameLayout, VideoRecord
-
-
-def count_frames(folder: str, layout: FrameLayout) -> int:
-    """Consecutive frames present from start_index on (flow: x and y both present)."""
-    n = 0
-    record = VideoRecord(folder, (0,), None)
-    while all(os.path.isfile(p) for p in layout.frame_paths(record, [layout.start_index + n])):
-        n += 1
-    if n == 0:
-        first = layout.frame_paths(record, [layout.start_index])[0]
-        raise click.ClickException(f"{folder}: no frames (expected e.g. {first})")
-    return n
-
-
-def single_input_config(cfg: Config, path: str) -> tuple[Config, str]:
-    """The recipe adapted to one input, plus a one-line annotation list for it (label 0 is a placeholder)."""
-    fd, list_file = tempfile.mkstemp(suffix=".txt", prefix="tsn_predict_")
-    if os.path.isdir(path):
-        d = dataclasses.replace(cfg.data, source="frames")
-        frames = count_frames(path, FrameLayout(d.filename_tmpl, d.first_index, d.modality))
-        line = f"{os.path.abspath(path)} {frames} 0"
-    elif os.path.isfile(path):
-        if cfg.data.modality == "Flow":
-            raise click.ClickException("a flow recipe needs a folder of flow frames, not a video file")
-        d = dataclasses.replace(cfg.data, source="video", start_index=None)
-        line = f"{os.path.abspath(path)} 0"
-    else:
-        raise click.ClickException(f"{path}: no such file or folder")
-    with os.fdopen(fd, "w") as f:
-        f.write(line + "\n")
-    d = dataclasses.replace(d, multi_class=False, on_error="raise", test_videos_per_gpu=1)
-    runtime = dataclasses.replace(cfg.runtime, metrics=("top_k_accuracy",))
-    return dataclasses.replace(cfg, data=d, runtime=runtime), list_file
-
-
-def predict(cfg: Config, checkpoint: str, path: str, *, topk: int = 5, label_map: str | None = None,
-            device: str | None = None) -> list[dict]:
-    cfg, list_file = single_input_config(cfg, path)
-    dump = list_file + ".npy"
-    try:
-        run_test(cfg, checkpoint, device=device, dump=dump, list_file=list_file, prefix="", say=lambda _: None)
-        logits = np.load(dump)[0]
-    finally:
-        for f in (list_file, dump, list_file + ".index.jsonl"):
-            if os.path.exists(f):
-                os.unlink(f)
-    names = Path(label_map).read_text().split("\n") if label_map else []
-    probs = softmax(logits)
-    order = np.argsort(-probs)[:topk]
-    return [{"label": int(k), "name": names[k].strip() if k < len(names) else str(k), "score": float(probs[k])}
-            for k in order]
+from jobs.console.options import cfg_options
+from jobs.training.config import load_config
+from jobs.training.prediction import predict
 
 
 @click.command("predict")

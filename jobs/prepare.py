@@ -10,16 +10,24 @@ if __name__ == "__main__":  # run as a script: put the repo root (not jobs/) fir
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import functools
+from collections import Counter
 
 import click
 
+from jobs.console.options import cfg_options
 from jobs.dataprep import filelist as filelist_mod
 from jobs.dataprep import flow as flow_mod
 from jobs.dataprep.frames import FrameOptions, extract_frames
 from jobs.dataprep.listio import AnnotationError
+from jobs.dataprep.preflight import ERRORS, run_check
 from jobs.dataprep.resize import EncodeOptions, resize_video
 from jobs.dataprep.runner import default_workers, run_tasks
 from jobs.dataprep.videoio import Resize, parse_size, plan_tasks
+from jobs.training.config import load_config
+from jobs.training.loaders import split_files
+from pipelines.annotations import load_video_list
+from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+from pipelines.video_index import build_index
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _OUT = click.Path(file_okay=False, path_type=Path)
@@ -165,6 +173,50 @@ def flow(src_dir, dst_dir, short_side, size, workers, report, algo, bound, templ
     _run("flow", (tasks, known), functools.partial(flow_mod.extract_flow, opts=opts, source=kind),
          dst_dir, workers, report)
 
+
+@prepare.command("check")
+@click.argument("config")
+@click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
+@click.option("--full", is_flag=True, help="Also read every frame header (frame folders) / decode every frame.")
+@click.option("--report", help="JSON-lines report (default: <list>.check.jsonl).")
+@click.option("--clean-list", help="Write the usable lines of the list here.")
+@cfg_options
+def check_command(config, split, full, report, clean_list, cfg_options):
+    """Pre-flight check of CONFIG's data for one split."""
+    cfg = load_config(config, cfg_options)
+    report = report or split_files(cfg, split)[0] + ".check.jsonl"
+    counts = run_check(cfg, split, full, report, clean_list)
+    for kind, n in sorted(counts.items(), key=lambda kv: (kv[0] != "ok", kv[0])):
+        click.echo(f"{kind:>18}: {n}")
+    click.echo(f"report: {report}" + (f"; usable lines: {clean_list}" if clean_list else ""))
+    if any(counts[k] for k in ERRORS):
+        sys.exit(1)
+
+
+@prepare.command("index")
+@click.argument("list_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--data-prefix", default="", help="Folder the list's video paths are relative to.")
+@click.option("--workers", default=2, show_default=True)
+def index_command(list_file, data_prefix, workers):
+    """Probe every video of a list once (frames, fps, VFR, codec, GOP, status); cached as <list>.index.jsonl."""
+    paths = [r.path for r in load_video_list(list_file, data_prefix=data_prefix, multi_class=True)]
+    infos = build_index(paths, list_file + ".index.jsonl", workers=workers, progress=sys.stderr.isatty())
+    for status, n in sorted(Counter(i.status for i in infos.values()).items()):
+        click.echo(f"{status:>12}: {n}")
+    click.echo(f"index: {list_file}.index.jsonl")
+
+
+@prepare.command("synthetic")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--seed", default=0, show_default=True)
+@click.option("--videos-per-class", default=16, show_default=True, help="Training videos per class.")
+@click.option("--size", default="80x64", show_default=True, help="Frame size WxH.")
+def synthetic_command(out, seed, videos_per_class, size):
+    """Write the synthetic action dataset (frames, flow, H.264, VP9, lists) used by the demo and tests."""
+    w, h = (int(v) for v in size.lower().split("x"))
+    summary = make_synthetic_dataset(out, SyntheticSpec(seed=seed, train_per_class=videos_per_class,
+                                                        width=w, height=h))
+    click.echo(f"{summary['num_classes']} classes, {summary['counts']} videos written to {out}")
 
 if __name__ == "__main__":
     prepare()

@@ -1,77 +1,17 @@
-"""`tsn profile CONFIG`: throughput of the data pipeline, the model, and the training loop; which one limits speed.
-
-Modes (repeat --mode, or `all`): data (the loader alone: clips/s, frames/s, batch latency percentiles, decode vs
-augmentation share, the decode-only ceiling; --compare adds a PyTorch DataLoader baseline at the same core count),
-model (MMAction2 benchmark.py-style inference videos/s at the recipe's test views, and the training step alone) and
-step (the real training loop: data_time share). Output: a table, --out JSON, --plot PNG.
-"""
+"""`tsn profile CONFIG`: throughput of the data pipeline, the model and the training loop (see jobs/profiling/)."""
 import sys
 from pathlib import Path
 
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import os
-import platform
-
 import click
 
-from jobs.config import Config, load_config
-from jobs.options import cfg_options
-
-MODES = ("data", "model", "step")
-
-
-def machine() -> dict:
-    import nvidia.dali
-    import PIL
-    import torch
-    info = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "dali": nvidia.dali.__version__, "torch": torch.__version__,
-            "pillow": PIL.__version__, "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
-
-
-def defaults(mode: str, device: str, warmup: int | None, iters: int | None) -> tuple[int, int]:
-    """benchmark.py's 5 warm-up + 195 timed videos on a GPU; on a CPU one 250-view ResNet-50 video takes seconds."""
-    cpu = device != "gpu"
-    if mode == "model":
-        return (warmup if warmup is not None else (1 if cpu else 5)), (iters or (3 if cpu else 195))
-    return (5 if warmup is None else warmup), (iters or 30)
-
-
-def run(cfg: Config, *, modes: tuple[str, ...], splits: tuple[str, ...] = ("train",), device: str = "cpu",
-        compare: bool = False, warmup: int | None = None, iters: int | None = None, detail: bool = True,
-        train_batch: int | None = None, ref_workers: int | None = None, model_iters: int | None = None,
-        say=print) -> dict:
-    """The whole profile as one dict (the JSON written by --out)."""
-    report = {"config": cfg.name, "device": device, "machine": machine(), "modes": list(modes)}
-    from jobs.profile_data import prepare_data, profile_data
-    from jobs.profile_model import prepare_step, profile_model, profile_step
-    # Every DALI pipeline first: their workers fork, which DALI refuses once a CUDA context exists (GPU runs).
-    prepared = [prepare_data(cfg, s, device=device, detail=detail) for s in splits] if "data" in modes else []
-    step_loader = prepare_step(cfg, device) if "step" in modes else None
-    if prepared:
-        w, n = defaults("data", device, warmup, iters)
-        report["data"] = [profile_data(cfg, p, batches=n, warmup=w, device=device, compare=compare,
-                                       ref_workers=ref_workers, say=say) for p in prepared]
-    if step_loader is not None:
-        w, n = defaults("step", device, warmup, iters)
-        report["step"] = profile_step(cfg, step_loader, device=device, warmup=w, iters=n, compare=compare,
-                                      ref_workers=ref_workers, say=say)
-    if "model" in modes:
-        w, n = defaults("model", device, warmup, model_iters)
-        report["model"] = profile_model(cfg, device=device, warmup=w, iters=n, train_batch=train_batch, say=say)
-    return report
-
-
-def synthetic_overrides(size: str, root: str, videos_per_class: int, repeat: int, say) -> list[str]:
-    from jobs.synthetic_data import ensure_dataset, overrides, parse_size
-    w, h = parse_size(size)
-    say(f"synthetic data: {w}x{h} JPEG frames, {videos_per_class} training videos per class (cached under {root})")
-    return overrides(ensure_dataset(root, w, h, videos_per_class=videos_per_class), repeat=repeat)
+from jobs.console.options import cfg_options
+from jobs.profiling.report import format_report, write_json
+from jobs.profiling.report import plot as plot_report
+from jobs.profiling.runner import MODES, run, synthetic_overrides
+from jobs.training.config import load_config
 
 
 @click.command("profile")
@@ -102,8 +42,6 @@ def synthetic_overrides(size: str, root: str, videos_per_class: int, repeat: int
 def profile_command(config, modes, splits, compare, device, warmup, iters, model_iters, train_batch, ref_workers,
                     detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options, out, plot):
     """Throughput profile of CONFIG (a recipe name or a .toml path)."""
-    from jobs.profile_report import format_report, write_json
-    from jobs.profile_report import plot as plot_report
     say = lambda msg: click.echo(msg, err=True)
     overrides = []
     if synthetic_size:

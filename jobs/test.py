@@ -6,71 +6,14 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import dataclasses
-import json
 
 import click
-import torch
 
-from jobs.config import Config, load_config
-from jobs.data import build_loader
-from jobs.distributed import init_distributed, shutdown
-from jobs.engine import evaluate, make_amp
-from jobs.evaluation import compute_metrics
-from jobs.options import cfg_options
-from jobs.protocols import PROTOCOLS, with_protocol
-from jobs.scores import save_scores
-from jobs.weights import load_for_eval
-from model.tsn import average_clips
-from pipelines.sharding import Shard
-
-METRICS = ("top_k_accuracy", "mean_class_accuracy", "mean_average_precision", "mmit_mean_average_precision")
-
-
-class Incomplete(RuntimeError):
-    """Fewer videos evaluated than the list holds: no headline number."""
-
-
-def run(cfg: Config, checkpoint: str, *, device: str | None = None, out: str | None = None,
-        dump: str | None = None, list_file: str | None = None, prefix: str | None = None,
-        allow_partial: bool = False, say=print) -> dict:
-    """Evaluate `checkpoint` with cfg's test split; returns {"metrics": ..., "evaluated": n, "total": m}."""
-    dist = init_distributed(device)
-    # The loader first: its DALI workers fork before this process creates a CUDA context.
-    loader = build_loader(cfg, "test", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
-                          device_id=dist.local_rank, list_file=list_file, prefix=prefix)
-    model = load_for_eval(cfg.model, checkpoint).to(dist.device)
-    amp, _ = make_amp(cfg.runtime.amp, dist.device)
-    s, a = cfg.test.sampler, cfg.test.augment
-    views = s.num_offsets * (1 if cfg.data.modality == "Flow" else s.clip_len) * a.num_crops
-    say(f"test protocol: {s.num_offsets} clips x {a.num_crops} crop(s) ({a.crop} {a.crop_size}) = {views} views "
-        f"per video, average_clips={cfg.runtime.average_clips}")
-    scores, index = evaluate(model, loader, cfg.normalize, dist.device, amp, dist,
-                             cfg.runtime.max_views_per_forward, progress=dist.is_main)
-    shutdown(dist)
-    records = loader.source.records
-    total = len(records)
-    result = {"config": cfg.name, "checkpoint": str(checkpoint), "evaluated": len(index), "total": total}
-    if not dist.is_main:
-        return result
-    say(f"evaluated {len(index)} of {total} videos")
-    # TSN averages every view before its classifier: "score" == "none"; "prob" = softmax of that mean (§1.2).
-    scores = average_clips(torch.from_numpy(scores), cfg.runtime.average_clips).numpy()
-    if dump:
-        full = scores if len(index) == total else None
-        if full is None:
-            raise Incomplete(f"cannot dump scores in list order: {total - len(index)} videos missing")
-        save_scores(dump, full)
-        say(f"scores ({total} x {scores.shape[1]}, list order) written to {dump}")
-    if len(index) < total and not allow_partial:
-        raise Incomplete(f"only {len(index)} of {total} videos were evaluated: refusing a headline number")
-    labels = [records[i].labels for i in index]
-    result["metrics"] = compute_metrics(scores, labels, cfg.runtime.metrics, cfg.model.num_classes)
-    for k, v in result["metrics"].items():
-        say(f"{k}: {v:.4f}")
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        Path(out).write_text(json.dumps(result, indent=2) + "\n")
-    return result
+from jobs.console.options import cfg_options
+from jobs.training.config import load_config
+from jobs.training.evaluation import METRICS
+from jobs.training.protocols import PROTOCOLS, with_protocol
+from jobs.training.tester import Incomplete, test_checkpoint
 
 
 @click.command("test", context_settings={"ignore_unknown_options": False})
@@ -100,7 +43,7 @@ def test_command(config, checkpoint, extra_metrics, protocol, average_clips, eva
     runtime = dataclasses.replace(cfg.runtime, metrics=metrics or cfg.runtime.metrics,
                                   average_clips=average_clips or cfg.runtime.average_clips)
     try:
-        run(dataclasses.replace(cfg, runtime=runtime), checkpoint, device=device, out=out, dump=dump,
+        test_checkpoint(dataclasses.replace(cfg, runtime=runtime), checkpoint, device=device, out=out, dump=dump,
             list_file=list_file, prefix=prefix, allow_partial=allow_partial)
     except Incomplete as err:
         raise click.ClickException(str(err)) from None

@@ -5,158 +5,11 @@ from pathlib import Path
 if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes first on sys.path
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import random
-from dataclasses import dataclass
-
 import click
-import numpy as np
-import torch
 
-from jobs import checkpoint as ckpt
-from jobs.config import Config, dump_config, load_config
-from jobs.data import build_loader
-from jobs.distributed import Dist, init_distributed, shutdown, unwrap, wrap_ddp
-from jobs.engine import Trainer, evaluate, make_amp, train_one_epoch
-from jobs.evaluation import compute_metrics, headline
-from jobs.logs import Logger
-from jobs.options import cfg_options
-from jobs.weights import build_model
-from model.tsn import param_groups
-from pipelines.sharding import Shard
-
-BASE_GPUS = 8   # "this lr is used for 8 gpus": recipes' lr is for a global batch of 8 x videos_per_gpu
-
-
-@dataclass(frozen=True)
-class StepSchedule:
-    """lr factor at iteration `it`: gamma ** (milestones passed by its epoch), times an optional linear warm-up."""
-
-    iters_per_epoch: int
-    steps: tuple[int, ...]
-    gamma: float = 0.1
-    warmup_iters: int = 0
-    warmup_ratio: float = 0.1
-
-    def __call__(self, it: int) -> float:
-        factor = self.gamma ** sum(it // self.iters_per_epoch >= s for s in self.steps)
-        if it < self.warmup_iters:
-            factor *= self.warmup_ratio + (1 - self.warmup_ratio) * it / self.warmup_iters
-        return factor
-
-
-def seed_everything(seed: int, deterministic: bool):
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-def rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
-
-
-def set_rng_state(state: dict):
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
-    if state.get("cuda") and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def scaled_lr(cfg: Config, dist: Dist, auto_scale: bool, log: Logger) -> float:
-    effective = dist.world_size * cfg.data.videos_per_gpu
-    base = BASE_GPUS * cfg.data.videos_per_gpu
-    lr = cfg.optim.lr * effective / base if auto_scale else cfg.optim.lr
-    log.info(f"global batch {effective} videos ({dist.world_size} x {cfg.data.videos_per_gpu}); recipe lr "
-             f"{cfg.optim.lr:g} is for {base}; using lr {lr:g}" + (" (linear scaling)" if auto_scale else ""))
-    return lr
-
-
-def validate(model, loader, cfg: Config, dist: Dist, amp, log: Logger, epoch: int) -> dict:
-    scores, index = evaluate(model, loader, cfg.normalize, dist.device, amp, dist, cfg.runtime.max_views_per_forward)
-    labels = [loader.source.records[i].labels for i in index]
-    metrics = compute_metrics(scores, labels, cfg.runtime.metrics, cfg.model.num_classes)
-    log.info(f"Epoch(val) [{epoch + 1}] (training-time val protocol, {len(index)} videos) "
-             + " ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
-    log.record({"mode": "val", "epoch": epoch + 1, **metrics})
-    return metrics
-
-
-def run(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str | None = None,
-        validate_every: bool = True, deterministic: bool = False, device: str | None = None,
-        auto_scale_lr: bool = False, tensorboard: bool = False) -> dict:
-    """Train `cfg`; returns the last validation metrics (empty without validation)."""
-    dist = init_distributed(device)
-    seed_everything(cfg.runtime.seed, deterministic)
-    log = Logger(work_dir, enabled=dist.is_main, tensorboard=tensorboard)
-    if dist.is_main:
-        dump_config(cfg, Path(work_dir) / "config.json")
-    log.info(f"config {cfg.name} on {dist.device} (world size {dist.world_size}); work dir {work_dir}")
-    start_epoch, iteration, best = 0, 0, float("-inf")
-    resume_path = ckpt.find_latest(work_dir) if resume == "auto" else (Path(resume) if resume else None)
-    state = ckpt.load_checkpoint(resume_path) if resume_path else None
-    if resume == "auto" and state is None:
-        log.info("--resume auto: no checkpoint in the work dir, starting from scratch")
-    # Loaders first: their DALI workers fork before this process creates a CUDA context.
-    shard = Shard(dist.rank, dist.world_size)
-    train_loader = build_loader(cfg, "train", shard=shard, device=dist.data_device, device_id=dist.local_rank,
-                                start_epoch=state["epoch"] if state else 0, work_dir=work_dir)
-    val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.local_rank,
-                              work_dir=work_dir) if validate_every else None
-    if train_loader.short_videos:
-        log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "
-                    f"are padded with repeated frames, e.g. {train_loader.short_videos[0]}")
-    model = build_model(cfg.model, load_from or cfg.runtime.load_from or None, log.info).to(dist.device)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    lr = scaled_lr(cfg, dist, auto_scale_lr, log)
-    o = cfg.optim
-    optimizer = torch.optim.SGD(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
-                                weight_decay=o.weight_decay)
-    amp, scaler = make_amp(cfg.runtime.amp, dist.device)
-    n = len(train_loader)
-    schedule = StepSchedule(n, o.lr_steps, o.gamma, o.warmup_epochs * n, o.warmup_ratio)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    if state:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
-        start_epoch, iteration, best = state["epoch"], state["iteration"], state["best_metric"]
-        set_rng_state(state["rng"])
-        log.info(f"resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}, "
-                 f"lr {optimizer.param_groups[0]['lr']:g}")
-    trainer = Trainer(wrap_ddp(model, dist), optimizer, scheduler, scaler, amp, cfg.normalize, dist.device,
-                      o.loss, o.loss_weight, o.grad_clip)
-    final = {}
-    for epoch in range(start_epoch, o.epochs):
-        iteration = train_one_epoch(trainer, train_loader, epoch, iteration, log, cfg.runtime.log_interval)
-        for bad in train_loader.bad_samples():
-            log.warning(f"skipped {bad['line']}: {bad['reason']}")
-        last = epoch + 1 == o.epochs
-        metrics = {}
-        if validate_every and ((epoch + 1) % cfg.runtime.eval_interval == 0 or last):
-            metrics = final = validate(trainer.model, val_loader, cfg, dist, amp, log, epoch)
-        improved = bool(metrics) and headline(metrics) > best
-        best = headline(metrics) if improved else best
-        save_epoch = (epoch + 1) % cfg.runtime.checkpoint_interval == 0 or last
-        if dist.is_main and (save_epoch or improved):
-            state = {"model": unwrap(trainer.model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "iteration": iteration, "best_metric": best, "config": cfg.name, "rng": rng_state(),
-                     "meta": {"num_classes": cfg.model.num_classes, "arch": cfg.model.arch}}
-            if improved:
-                ckpt.save_checkpoint(state, work_dir, "best.pth", latest=False)
-                log.info(f"best {best:.4f} at epoch {epoch + 1}: saved best.pth")
-            if save_epoch:
-                ckpt.save_checkpoint(state, work_dir, f"epoch_{epoch + 1}.pth")
-                ckpt.prune(work_dir, cfg.runtime.keep_last)
-    log.close()
-    shutdown(dist)
-    return final
+from jobs.console.options import cfg_options
+from jobs.training.config import load_config
+from jobs.training.trainer import train
 
 
 @click.command("train")
@@ -179,7 +32,7 @@ def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_va
     overrides = list(cfg_options) + ([f"runtime.seed={seed}"] if seed is not None else []) \
         + ([f"runtime.amp={str(amp).lower()}"] if amp is not None else [])
     cfg = load_config(config, overrides)
-    run(cfg, work_dir or f"work_dirs/{cfg.name}", resume=resume, load_from=load_from,
+    train(cfg, work_dir or f"work_dirs/{cfg.name}", resume=resume, load_from=load_from,
         validate_every=not no_validate, deterministic=deterministic, device=device,
         auto_scale_lr=auto_scale_lr, tensorboard=tensorboard)
 

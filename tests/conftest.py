@@ -21,9 +21,3 @@ def synthetic_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(root, SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24))
     return root
-
-
-def synthetic_overrides(root, kind: str = "rawframes") -> list[str]:
-    """--cfg-options that point a recipe's train/val/test lists at the synthetic set (kind: rawframes|flow|videos)."""
-    from jobs.demo import data_overrides
-    return data_overrides(root, kind)

@@ -1,0 +1,204 @@
+"""`tsn profile --mode data`: the data pipeline alone, and where its time goes.
+
+DALI 2.4 reports no per-operator times on the CPU backend (`executor_statistics()` holds output memory sizes only,
+and only with exec_dynamic=False), so the split between decoding and augmentation is measured with variant graphs
+in the same run, each timed the same way on the same videos:
+  source      the external-source callable alone, in this process (file reads + numpy geometry)
+  decode      source -> the same decoder node (image_slice / image / video), nothing after it
+  graph       the full DALI graph, pipeline.run() only
+  loader      the ClipLoader: graph + copy to (B, V, C, H, W) torch tensors (what training consumes)
+  ceiling     full-frame JPEG decoding of the same files from memory: the decoder's upper bound
+Shares are marginal costs (decode / graph-decode / loader-graph over the loader's time per batch), estimates rather
+than a trace: with pipelining, stages overlap.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import warnings
+from collections import namedtuple
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from jobs.profiling.timing import Timing, forever, time_batches
+from jobs.training.config import Config
+from jobs.training.loaders import build_loader
+from pipelines.graph import build_pipeline
+
+PER_OP_NOTE = ("DALI 2.4 has no per-operator timing on the CPU backend (executor_statistics() reports memory "
+               "only, with exec_dynamic=False): decode/augment shares come from variant graphs timed in this run")
+BatchInfo = namedtuple("BatchInfo", "iteration epoch_idx")
+
+
+def rates(t: Timing, frames_per_clip: int, views_per_clip: int) -> dict:
+    """A loader's numbers: clips (= videos) /s, decoded frames/s, network views/s, latency percentiles."""
+    cps = t.per_second
+    return {"batches": t.batches, "clips": t.items, "seconds": t.seconds, "clips_per_s": cps,
+            "frames_per_s": cps * frames_per_clip, "views_per_s": cps * views_per_clip,
+            "ms_per_batch": 1e3 * t.seconds / t.batches, "latency_ms": t.latency_ms()}
+
+
+def pipeline_batches(pipe):
+    """pipeline.run() outputs across epochs (a parallel external source ends each epoch with StopIteration)."""
+    while True:
+        try:
+            yield pipe.run()
+        except StopIteration:
+            pipe.reset()
+
+
+def _clips_in(outputs, per_clip: int) -> int:
+    return len(outputs[-1]) // per_clip
+
+
+def _close(pipe):
+    del pipe
+    gc.collect()
+
+
+def time_graph(pipe, per_clip: int, *, warmup: int, batches: int) -> Timing:
+    with warnings.catch_warnings():     # the decode-only variant leaves augmentation columns unused: expected
+        warnings.filterwarnings("ignore", message=".*are not used.*")
+        t = time_batches(pipeline_batches(pipe), warmup=warmup, count=batches, size=lambda o: _clips_in(o, per_clip))
+    _close(pipe)
+    return t
+
+
+def _variant(loader, d, device: str, decode_only: bool):
+    """The loader's graph rebuilt with the same settings (decode_only: stopped after the decoder)."""
+    prefetch = d.prefetch_queue_depth
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*are not used.*")
+        return build_pipeline(loader.source, device=device, num_threads=d.num_threads, py_workers=d.py_num_workers,
+                              prefetch=prefetch["cpu_size"] if isinstance(prefetch, dict) else prefetch,
+                              device_id=d.device_id, seed=0, decode_only=decode_only)
+
+
+def time_source(source, per_clip: int, *, warmup: int, batches: int) -> Timing:
+    """The external-source callable alone (one process), iterating batches of the first epochs in order."""
+    n = source.num_batches()
+    calls = (source(BatchInfo(i % n, i // n)) for i in range(warmup + batches))
+    return time_batches(calls, warmup=warmup, count=batches, size=lambda cols: len(cols[-1]) // per_clip)
+
+
+def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: str) -> Timing | None:
+    """Full-frame decoding of one batch of the source's JPEGs held in memory; items are images. None if N/A."""
+    if not hasattr(source.reader, "layout"):
+        return None                                  # video files or PyAV frames: no JPEG decoder to bound
+    from nvidia.dali import fn, pipeline_def, types
+    buffers = list(source(BatchInfo(0, 0))[0])
+    kind = types.GRAY if source.reader.gray else types.RGB
+
+    @pipeline_def(batch_size=len(buffers), num_threads=threads, device_id=0 if device == "gpu" else None,
+                  prefetch_queue_depth=2)
+    def graph():
+        enc = fn.external_source(source=lambda: buffers, batch=True)
+        return fn.decoders.image(enc, device="mixed" if device == "gpu" else "cpu", output_type=kind)
+
+    pipe = graph()
+    t = time_batches(pipeline_batches(pipe), warmup=warmup, count=batches, size=lambda o: len(o[0]))
+    _close(pipe)
+    return t
+
+
+def breakdown(loader_t: Timing, graph_t: Timing, decode_t: Timing, source_t: Timing, host_resample: bool) -> dict:
+    """Shares of the loader's time per clip, clipped to [0, 1] (overlap can make a difference negative).
+
+    decode: the decode-only graph; augment: what the rest of the graph adds; host: what the loader adds on top of
+    the graph (copy into the torch batch, and on the CPU host-resample path the resampling of integer boxes and the
+    flips, which then leave the graph: its augment share is near 0 there).
+    """
+    per_clip = {name: t.seconds / t.items for name, t in
+                (("loader", loader_t), ("graph", graph_t), ("decode", decode_t), ("source", source_t))}
+    total = per_clip["loader"]
+    share = {"decode": per_clip["decode"] / total,
+             "augment": (per_clip["graph"] - per_clip["decode"]) / total,
+             "host": (per_clip["loader"] - per_clip["graph"]) / total,
+             "source_one_process": per_clip["source"] / total}
+    host = ("resample integer boxes + flip + copy to torch" if host_resample else "copy to torch")
+    return {"ms_per_clip": {k: 1e3 * v for k, v in per_clip.items()}, "host_work": host,
+            "share": {k: min(1.0, max(0.0, v)) for k, v in share.items()}, "note": PER_OP_NOTE}
+
+
+@dataclass
+class Prepared:
+    """A split's DALI loader and variant graphs, all built (their Python workers forked) before any of them runs:
+    DALI cannot fork its workers once a CUDA context exists in the process (the GPU pipeline creates one)."""
+
+    split: str
+    loader: object
+    variants: dict = field(default_factory=dict)
+
+
+def prepare_data(cfg: Config, split: str, *, device: str = "cpu", detail: bool = True) -> Prepared:
+    loader = build_loader(cfg, split, device=device, device_id=0 if device == "gpu" else None)
+    variants = {}
+    if detail:
+        variants = {name: _variant(loader, loader.pipeline, device, decode_only=name == "decode_only")
+                    for name in ("graph", "decode_only")}
+    return Prepared(split, loader, variants)
+
+
+def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, device: str = "cpu",
+                 compare: bool = False, ref_workers: int | None = None, say: Callable[[str], None] = print) -> dict:
+    """Throughput of a split's pipeline (variants too, if prepared) and of the reference DataLoader."""
+    split, loader = prepared.split, prepared.loader
+    source = loader.source
+    frames_per_clip = loader._frames()
+    views_per_clip = source.augment.num_crops * loader.views_per_crop
+    say(f"[data/{split}] DALI loader: {len(loader)} batches per epoch of {source.epochs.batch_size} videos")
+    loader_t = time_batches(forever(lambda: loader), warmup=warmup, count=batches, size=lambda b: len(b.index),
+                            work=_sync(device))
+    out = {"split": split, "batch": source.epochs.batch_size, "frames_per_clip": frames_per_clip,
+           "views_per_clip": views_per_clip, "threads": cfg.data.threads, "py_workers": cfg.data.workers,
+           "prefetch": cfg.data.prefetch, "cpus": os.cpu_count(), "dali": rates(loader_t, frames_per_clip,
+                                                                               views_per_clip)}
+    if prepared.variants:
+        say(f"[data/{split}] variant graphs: full graph, decode only, source alone, decode ceiling")
+        per_clip = 1 if source.reader.per_video else frames_per_clip
+        graph_t, decode_t = (time_graph(prepared.variants.pop(name), per_clip, warmup=warmup, batches=batches)
+                             for name in ("graph", "decode_only"))
+        source_t = time_source(source, per_clip, warmup=min(warmup, 2), batches=max(2, batches // 2))
+        ceiling_t = decode_ceiling(source, threads=cfg.data.threads, warmup=warmup, batches=batches, device=device)
+        out["stages"] = {"graph": rates(graph_t, frames_per_clip, views_per_clip),
+                         "decode_only": rates(decode_t, frames_per_clip, views_per_clip),
+                         "source_only": rates(source_t, frames_per_clip, views_per_clip)}
+        out["breakdown"] = breakdown(loader_t, graph_t, decode_t, source_t, source.host_resample)
+        if ceiling_t is not None:
+            images_per_s = ceiling_t.per_second
+            out["ceiling"] = {"images_per_s": images_per_s, "clips_per_s": images_per_s / frames_per_clip,
+                              "what": "full-frame JPEG decode from memory, same files, same decoding threads"}
+            out["fraction_of_ceiling"] = out["dali"]["clips_per_s"] / out["ceiling"]["clips_per_s"]
+    if compare:
+        out["reference"] = reference(cfg, split, batches=batches, warmup=warmup, device=device,
+                                     frames_per_clip=frames_per_clip, views_per_clip=views_per_clip,
+                                     workers=ref_workers or cfg.data.threads, say=say)
+        out["ratio"] = out["dali"]["clips_per_s"] / out["reference"]["clips_per_s"]
+    return out
+
+
+def reference(cfg: Config, split: str, *, batches: int, warmup: int, device: str, frames_per_clip: int,
+              views_per_clip: int, workers: int, say) -> dict:
+    from jobs.profiling.reference_loader import build_reference_loader
+    loader = build_reference_loader(cfg, split, workers=workers)
+    say(f"[data/{split}] reference DataLoader: PIL decode, {workers} worker processes")
+    batches_in = forever(lambda: loader)
+    t = time_batches(batches_in, warmup=warmup, count=batches, size=lambda b: len(b.index),
+                     work=_sync(device, to_device=True))
+    batches_in.close()          # ends the epoch iterator: its persistent worker processes exit with the loader
+    result = rates(t, frames_per_clip, views_per_clip)
+    return {**result, "workers": workers, "prefetch_factor": loader.prefetch_factor}
+
+
+def _sync(device: str, to_device: bool = False):
+    """GPU runs: a batch counts once it is on the device (the reference's host batch is copied there)."""
+    if device != "gpu":
+        return None
+    import torch
+
+    def work(batch):
+        if to_device:
+            batch.clips.cuda(non_blocking=True)
+        torch.cuda.synchronize()
+    return work
+

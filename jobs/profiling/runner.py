@@ -1,0 +1,69 @@
+"""`tsn profile CONFIG`: throughput of the data pipeline, the model, and the training loop; which one limits speed.
+
+Modes (repeat --mode, or `all`): data (the loader alone: clips/s, frames/s, batch latency percentiles, decode vs
+augmentation share, the decode-only ceiling; --compare adds a PyTorch DataLoader baseline at the same core count),
+model (MMAction2 benchmark.py-style inference videos/s at the recipe's test views, and the training step alone) and
+step (the real training loop: data_time share). Output: a table, --out JSON, --plot PNG.
+"""
+from __future__ import annotations
+
+import os
+import platform
+
+from jobs.training.config import Config
+
+MODES = ("data", "model", "step")
+
+
+def machine() -> dict:
+    import nvidia.dali
+    import PIL
+    import torch
+    info = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(), "dali": nvidia.dali.__version__, "torch": torch.__version__,
+            "pillow": PIL.__version__, "torch_threads": torch.get_num_threads()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def defaults(mode: str, device: str, warmup: int | None, iters: int | None) -> tuple[int, int]:
+    """benchmark.py's 5 warm-up + 195 timed videos on a GPU; on a CPU one 250-view ResNet-50 video takes seconds."""
+    cpu = device != "gpu"
+    if mode == "model":
+        return (warmup if warmup is not None else (1 if cpu else 5)), (iters or (3 if cpu else 195))
+    return (5 if warmup is None else warmup), (iters or 30)
+
+
+def run(cfg: Config, *, modes: tuple[str, ...], splits: tuple[str, ...] = ("train",), device: str = "cpu",
+        compare: bool = False, warmup: int | None = None, iters: int | None = None, detail: bool = True,
+        train_batch: int | None = None, ref_workers: int | None = None, model_iters: int | None = None,
+        say=print) -> dict:
+    """The whole profile as one dict (the JSON written by --out)."""
+    report = {"config": cfg.name, "device": device, "machine": machine(), "modes": list(modes)}
+    from jobs.profiling.data import prepare_data, profile_data
+    from jobs.profiling.model import prepare_step, profile_model, profile_step
+    # Every DALI pipeline first: their workers fork, which DALI refuses once a CUDA context exists (GPU runs).
+    prepared = [prepare_data(cfg, s, device=device, detail=detail) for s in splits] if "data" in modes else []
+    step_loader = prepare_step(cfg, device) if "step" in modes else None
+    if prepared:
+        w, n = defaults("data", device, warmup, iters)
+        report["data"] = [profile_data(cfg, p, batches=n, warmup=w, device=device, compare=compare,
+                                       ref_workers=ref_workers, say=say) for p in prepared]
+    if step_loader is not None:
+        w, n = defaults("step", device, warmup, iters)
+        report["step"] = profile_step(cfg, step_loader, device=device, warmup=w, iters=n, compare=compare,
+                                      ref_workers=ref_workers, say=say)
+    if "model" in modes:
+        w, n = defaults("model", device, warmup, model_iters)
+        report["model"] = profile_model(cfg, device=device, warmup=w, iters=n, train_batch=train_batch, say=say)
+    return report
+
+
+def synthetic_overrides(size: str, root: str, videos_per_class: int, repeat: int, say) -> list[str]:
+    from jobs.dataprep.synthetic import ensure_dataset, overrides, parse_size
+    w, h = parse_size(size)
+    say(f"synthetic data: {w}x{h} JPEG frames, {videos_per_class} training videos per class (cached under {root})")
+    return overrides(ensure_dataset(root, w, h, videos_per_class=videos_per_class), repeat=repeat)
+
+

@@ -1,0 +1,71 @@
+"""GPU paths (nvJPEG and NVDEC via device="mixed", CUDA AMP): the same code as the CPU path with device="gpu".
+
+Marked `gpu`: they run wherever torch sees CUDA and are skipped elsewhere (see conftest.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from jobs.training.config import load_config
+from jobs.training.engine import Trainer, make_amp, train_step
+from jobs.training.loaders import build_loader
+from jobs.training.weights import build_model
+from pipelines.normalize import Normalize
+from tests.helpers import synthetic_overrides
+
+pytestmark = pytest.mark.gpu
+SMALL = ["data.workers=1", "data.val_videos_per_gpu=4", "data.test_videos_per_gpu=1"]
+
+
+def batches(cfg, split, device, n=2):
+    loader = build_loader(cfg, split, device=device, device_id=0)
+    out = []
+    for batch in loader:
+        out.append(batch)
+        if len(out) == n:
+            break
+    return out
+
+
+@pytest.mark.parametrize("recipe,kind,split", [
+    ("tsn_r50_1x1x3_100e_kinetics400_rgb", "rawframes", "val"),        # nvJPEG ROI decode + center crop
+    ("tsn_r50_1x1x3_100e_kinetics400_rgb", "rawframes", "test"),       # full decode + TenCrop
+    ("tsn_r50_320p_1x1x3_110e_kinetics400_flow", "flow", "val"),       # grey nvJPEG, flow stacks
+])
+def test_nvjpeg_pipeline_matches_cpu(synthetic_root, recipe, kind, split):
+    cfg = load_config(recipe, synthetic_overrides(synthetic_root, kind) + SMALL + ["test.sampler.num_clips=3"])
+    cpu, gpu = batches(cfg, split, "cpu"), batches(cfg, split, "gpu")
+    for a, b in zip(cpu, gpu):
+        assert b.clips.is_cuda and b.clips.shape == a.clips.shape and b.clips.dtype == torch.uint8
+        assert torch.equal(a.index, b.index.cpu())
+        diff = (a.clips.float() - b.clips.cpu().float()).abs().mean().item()
+        assert diff < 3.0, f"nvJPEG vs libjpeg-turbo + GPU resize: mean abs diff {diff:.2f}"
+
+
+def test_nvdec_video_pipeline_matches_pyav(synthetic_root):
+    """H.264 through NVDEC (fn.decoders.video, mixed) vs the seeking PyAV CPU path, same indices and crops."""
+    cfg = load_config("tsn_r18_synthetic_video_rgb", synthetic_overrides(synthetic_root, "videos") + SMALL)
+    dali_cfg = load_config("tsn_r18_synthetic_video_rgb",
+                           synthetic_overrides(synthetic_root, "videos") + SMALL + ["data.decoder=dali"])
+    pyav = batches(cfg, "val", "cpu")
+    nvdec = batches(dali_cfg, "val", "gpu")
+    for a, b in zip(pyav, nvdec):
+        assert torch.equal(a.index, b.index.cpu())
+        diff = (a.clips.float() - b.clips.cpu().float()).abs().mean().item()
+        assert diff < 4.0, f"NVDEC vs PyAV frames: mean abs diff {diff:.2f}"
+
+
+def test_cuda_amp_train_step(synthetic_root):
+    cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(synthetic_root) + SMALL)
+    batch = batches(cfg, "train", "gpu", n=1)[0]
+    device = torch.device("cuda", 0)
+    model = build_model(cfg.model).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    amp, scaler = make_amp(True, device)
+    expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    assert amp.dtype == expected and scaler.is_enabled() == (expected == torch.float16)
+    t = Trainer(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0), scaler, amp, Normalize(), device)
+    losses = [train_step(t, batch.clips, batch.labels) for _ in range(6)]
+    assert np.isfinite(losses).all() and losses[-1] < losses[0]

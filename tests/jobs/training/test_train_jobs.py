@@ -1,0 +1,163 @@
+"""The train and test jobs for real: DDP with 2 gloo processes, exact resume after SIGKILL, atomic checkpoints, AMP."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from jobs.training import checkpoint as ckpt
+from jobs.training.config import load_config
+from jobs.training.engine import Trainer, make_amp, train_step
+from jobs.training.weights import build_model
+from pipelines.normalize import Normalize
+from tests.helpers import ROOT as ROOT
+from tests.helpers import synthetic_overrides
+
+# BN frozen (norm_eval) and no dropout: then a 2-process DDP step must equal a 1-process step on the same global
+# batch up to float summation order (per-rank BN batch statistics would legitimately differ).
+EXACT = ["model.norm_eval=true", "model.dropout=0.0", "data.workers=1", "runtime.log_interval=1",
+         "runtime.eval_interval=100", "runtime.checkpoint_interval=1", "optim.lr=0.05"]
+
+
+def run_job(args, env_extra=None, timeout=600, **popen):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1", **(env_extra or {}))
+    return subprocess.run([sys.executable, *args], cwd=ROOT, env=env, timeout=timeout, capture_output=True,
+                          text=True, **popen)
+
+
+def options(items):
+    return [x for item in items for x in ("--cfg-options", item)]
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+@pytest.mark.timeout(600)
+def test_ddp_two_processes_match_single_process(synthetic_root, tmp_path):
+    data = synthetic_overrides(synthetic_root)
+    common = ["jobs/train.py", "tsn_r18_synthetic_rgb", "--device", "cpu", "--no-validate"]
+    single = run_job(common + ["--work-dir", str(tmp_path / "single")] +
+                     options(data + EXACT + ["optim.epochs=1", "data.videos_per_gpu=8"]))
+    assert single.returncode == 0, single.stderr[-3000:]
+    ddp = run_job(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533"] + common +
+                  ["--work-dir", str(tmp_path / "ddp")] +
+                  options(data + EXACT + ["optim.epochs=1", "data.videos_per_gpu=4"]))
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    assert "world size 2" in ddp.stdout and "global batch 8 videos (2 x 4)" in ddp.stdout
+    a, b = weights(tmp_path / "single" / "epoch_1.pth"), weights(tmp_path / "ddp" / "epoch_1.pth")
+    init = build_model(load_config("tsn_r18_synthetic_rgb").model).state_dict()
+    moved = 0
+    for key in a:
+        if a[key].is_floating_point():
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+            moved += not torch.allclose(a[key], init[key])
+    assert moved > 10                                    # training really changed the weights
+
+    # DDP test-time gathering: every val video exactly once, same scores as one process.
+    test = ["jobs/test.py", "tsn_r18_synthetic_rgb", str(tmp_path / "single" / "epoch_1.pth"), "--device", "cpu"]
+    one = run_job(test + ["--dump", str(tmp_path / "one.npy")] + options(data + ["data.workers=1"]))
+    two = run_job(["-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29534"] + test +
+                  ["--dump", str(tmp_path / "two.npy")] + options(data + ["data.workers=1"]))
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    n = len((synthetic_root / "val_list_rawframes.txt").read_text().split("\n")) - 1
+    assert f"evaluated {n} of {n} videos" in two.stdout
+    np.testing.assert_allclose(np.load(tmp_path / "two.npy"), np.load(tmp_path / "one.npy"), rtol=1e-4, atol=1e-4)
+
+
+def json_log(work_dir):
+    return [json.loads(line) for line in (Path(work_dir) / "log.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.timeout(600)
+def test_resume_after_sigkill_is_exact(synthetic_root, tmp_path):
+    args = ["jobs/train.py", "tsn_r18_synthetic_rgb", "--device", "cpu", "--deterministic", "--no-validate"]
+    cfg = options(synthetic_overrides(synthetic_root) + EXACT + ["optim.epochs=2", "data.videos_per_gpu=6",
+                                                                  "model.dropout=0.5", "model.norm_eval=false"])
+    full = run_job(args + ["--work-dir", str(tmp_path / "full")] + cfg)
+    assert full.returncode == 0, full.stderr[-3000:]
+
+    work = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable] + args + ["--work-dir", str(work)] + cfg, cwd=ROOT,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 300
+    while ckpt.find_latest(work) is None and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)                  # the trainer and its DALI workers, mid epoch 2
+    proc.wait()
+    assert ckpt.find_latest(work).name == "epoch_1.pth"
+    resumed = run_job(args + ["--work-dir", str(work), "--resume", "auto"] + cfg)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stdout and "epoch 1" in resumed.stdout
+
+    a, b = weights(tmp_path / "full" / "epoch_2.pth"), weights(work / "epoch_2.pth")
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    epoch2 = [(r["iter"], r["lr"], round(r["loss"], 5)) for r in json_log(tmp_path / "full") if r["epoch"] == 2]
+    again = [(r["iter"], r["lr"], round(r["loss"], 5)) for r in json_log(work) if r["epoch"] == 2][-len(epoch2):]
+    assert epoch2 == again
+
+
+WRITER = """
+import sys, time, torch
+from jobs.training import checkpoint as ckpt
+work = sys.argv[1]
+ckpt.save_checkpoint({"model": {"w": torch.zeros(4)}, "epoch": 1}, work, "epoch_1.pth")
+real_save = torch.save
+def slow_save(obj, f):
+    f.write(b"partial bytes of a big checkpoint")
+    f.flush()
+    print("writing", flush=True)
+    time.sleep(60)
+torch.save = slow_save
+ckpt.save_checkpoint({"model": {"w": torch.ones(4)}, "epoch": 2}, work, "epoch_2.pth")
+"""
+
+
+def test_killed_checkpoint_write_leaves_latest_intact(tmp_path):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout.readline().strip() == "writing"   # now inside the second write
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    latest = ckpt.find_latest(tmp_path)
+    assert latest.name == "epoch_1.pth"
+    assert ckpt.load_checkpoint(latest)["epoch"] == 1
+    assert not (tmp_path / "epoch_2.pth").exists()       # only a hidden temp file can be left behind
+
+
+def test_prune_keeps_last_k(tmp_path):
+    for e in range(1, 6):
+        ckpt.save_checkpoint({"epoch": e}, tmp_path, f"epoch_{e}.pth")
+    ckpt.save_checkpoint({"epoch": 3}, tmp_path, "best.pth", latest=False)
+    ckpt.prune(tmp_path, 2)
+    assert sorted(p.name for p in tmp_path.glob("*.pth")) == ["best.pth", "epoch_4.pth", "epoch_5.pth"]
+
+
+def test_bf16_autocast_trains_like_fp32(synthetic_root):
+    """One AMP path on CPU (bf16): the same 8 steps on one batch reach a loss close to fp32's."""
+    from jobs.training.loaders import build_loader
+    cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(synthetic_root) + ["data.workers=1"])
+    batch = next(iter(build_loader(cfg, "train")))
+    losses = {}
+    for amp_on in (False, True):
+        torch.manual_seed(0)
+        model = build_model(cfg.model)
+        opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+        amp, scaler = make_amp(amp_on, torch.device("cpu"))
+        assert amp.dtype == torch.bfloat16 and not scaler.is_enabled()
+        t = Trainer(model, opt, sched, scaler, amp, Normalize(), torch.device("cpu"))
+        losses[amp_on] = [train_step(t, batch.clips, batch.labels) for _ in range(8)]
+    assert losses[False][-1] < 0.5 * losses[False][0]   # it learns the batch
+    assert losses[True][-1] < 0.5 * losses[True][0]
+    assert abs(losses[True][-1] - losses[False][-1]) < 0.25 * losses[False][0]
