@@ -13,7 +13,7 @@ import time
 
 import click
 
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, device_option
 from jobs.dataprep.synthetic import data_overrides
 from jobs.training import checkpoint as ckpt
 from jobs.training.config import load_config
@@ -56,7 +56,7 @@ def run(data: Path, work_dir: Path, extra: tuple[str, ...] = (), device: str | N
               help="Synthetic dataset folder (generated if absent).")
 @click.option("--work-dir", default="work_dirs/demo", show_default=True, type=click.Path(path_type=Path))
 @cfg_options
-@click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
+@device_option("cpu")
 def demo_command(data, work_dir, cfg_options, device):
     """Train, test and fuse RGB + flow TSNs on the synthetic dataset (about 5-10 minutes on 2 CPU cores)."""
     run(data, work_dir, tuple(cfg_options), device)

@@ -9,7 +9,7 @@ import dataclasses
 
 import click
 
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, device_option
 from jobs.training.config import load_config
 from jobs.training.evaluation import METRICS
 from jobs.training.protocols import PROTOCOLS, with_protocol
@@ -31,7 +31,7 @@ from jobs.training.tester import Incomplete, test_checkpoint
 @click.option("--prefix", help="Data prefix for --list.")
 @click.option("--allow-partial", is_flag=True, help="Report metrics even if some videos could not be evaluated.")
 @cfg_options
-@click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
+@device_option()
 def test_command(config, checkpoint, extra_metrics, protocol, average_clips, eval_metrics, out, dump, list_file,
                  prefix, allow_partial, cfg_options, device):
     """Test CHECKPOINT with CONFIG's test protocol."""

@@ -29,6 +29,19 @@ class Normalize:
         reps = c // len(self.mean)
         if reps * len(self.mean) != c:
             raise ValueError(f"{c} channels do not fit a normalisation with {len(self.mean)} values")
-        mean = torch.tensor(self.mean, device=clips.device).repeat(reps).view(1, 1, c, 1, 1)
-        std = torch.tensor(self.std, device=clips.device).repeat(reps).view(1, 1, c, 1, 1)
+        mean, std = _constants(self.mean, self.std, reps, clips.device)
         return (clips.float() - mean) / std
+
+
+_CACHE: dict = {}
+
+
+def _constants(mean: tuple, std: tuple, reps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 1, C, 1, 1) mean and std on `device`, made once: building them per batch is a host-to-device copy that
+    synchronises the host with a GPU pipeline every step."""
+    key = (mean, std, reps, str(device))
+    if key not in _CACHE:
+        c = reps * len(mean)
+        _CACHE[key] = tuple(torch.tensor(v, dtype=torch.float32).repeat(reps).view(1, 1, c, 1, 1).to(device)
+                            for v in (mean, std))
+    return _CACHE[key]

@@ -45,10 +45,12 @@ class DataConfig:
     decoder: str = "auto"                 # videos: "auto" (DALI/NVDEC on GPU, PyAV on CPU) | "dali" | "pyav"
     videos_per_gpu: int = 32
     val_videos_per_gpu: int | None = None   # None: same as videos_per_gpu
-    test_videos_per_gpu: int = 1
+    test_videos_per_gpu: int | None = None  # None: the device's default (pipelines/defaults.py: CPU 1, GPU 4)
     workers: int = 2                      # DALI Python workers reading files (per rank)
-    threads: int = 2                      # DALI decoding threads (per rank)
-    prefetch: int = 2
+    threads: int | None = None            # DALI threads per rank; None: the device's default (pipelines/defaults.py)
+    prefetch: int | None = None           # batches in flight; None: max(2, workers)
+    hw_decoder_load: float | None = None  # GPU JPEG: share sent to the hardware decoder; None: 0.9
+    batch_timeout: float = 600.0          # seconds without a batch before the loader's watchdog ends the run
     on_error: str | None = None           # "skip" | "raise"; None: skip for training, raise for val/test/predict
     max_bad_fraction: float = 0.01
     decode_timeout: float = 30.0
@@ -62,8 +64,12 @@ class DataConfig:
         if self.source == "video" and self.modality == "Flow":
             raise ValueError("flow is read from frame folders (source = 'frames')")
         for name in ("videos_per_gpu", "test_videos_per_gpu", "workers", "threads", "prefetch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.hw_decoder_load is not None and not 0.0 <= self.hw_decoder_load <= 1.0:
+            raise ValueError("hw_decoder_load must be in [0, 1]")
+        if self.batch_timeout <= 0:
+            raise ValueError("batch_timeout must be > 0 (seconds)")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError("max_bad_fraction must be in [0, 1]")
 

@@ -28,7 +28,7 @@ def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, 
     dist = init_distributed(device)
     # The loader first: its DALI workers fork before this process creates a CUDA context.
     loader = build_loader(cfg, "test", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
-                          device_id=dist.local_rank, list_file=list_file, prefix=prefix)
+                          device_id=dist.data_device_id, list_file=list_file, prefix=prefix)
     model = load_for_eval(cfg.model, checkpoint).to(dist.device)
     amp, _ = make_amp(cfg.runtime.amp, dist.device)
     s, a = cfg.test.sampler, cfg.test.augment

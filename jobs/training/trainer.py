@@ -36,14 +36,14 @@ def seed_everything(seed: int, deterministic: bool):
 
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.device_count() else []}
 
 
 def set_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if state.get("cuda") and torch.cuda.is_available():
+    if state.get("cuda") and torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
@@ -83,9 +83,9 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
         log.info("--resume auto: no checkpoint in the work dir, starting from scratch")
     # Loaders first: their DALI workers fork before this process creates a CUDA context.
     shard = Shard(dist.rank, dist.world_size)
-    train_loader = build_loader(cfg, "train", shard=shard, device=dist.data_device, device_id=dist.local_rank,
+    train_loader = build_loader(cfg, "train", shard=shard, device=dist.data_device, device_id=dist.data_device_id,
                                 start_epoch=state["epoch"] if state else 0, work_dir=work_dir)
-    val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.local_rank,
+    val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.data_device_id,
                               work_dir=work_dir) if validate_every else None
     if train_loader.short_videos:
         log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "

@@ -20,6 +20,7 @@ from jobs.training.config import (
     load_config,
     shipped_configs,
 )
+from jobs.training.loaders import batch_size
 
 IMNET_MEAN = (123.675, 116.28, 103.53)
 FLOW_MEAN = (128.0, 128.0)
@@ -181,7 +182,9 @@ def test_model_zoo_common_settings(cfgs, name):
     if cfg.train.augment.crop in ("multiscale", "random_resized"):
         assert cfg.train.augment.out_size == 224
     assert cfg.test.sampler.test_mode == cfg.val.sampler.test_mode
-    assert cfg.data.test_videos_per_gpu == 1
+    # Unset in the recipe: the device's default, one video per test batch on the CPU (MMAction2 v0.18+), 4 on a GPU.
+    assert cfg.data.test_videos_per_gpu is None
+    assert (batch_size(cfg, "test", "cpu"), batch_size(cfg, "test", "gpu")) == (1, 4)
 
 
 def test_template(cfgs):
