@@ -17,7 +17,6 @@ import threading
 import time
 from collections.abc import Callable
 
-
 POLL_S = 0.5            # how often a waiting run() checks that the workers are alive
 
 
