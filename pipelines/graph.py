@@ -111,8 +111,10 @@ def build_pipeline(source: ClipSource, *, device: str = "cpu", num_threads: int 
                   py_num_workers=py_workers, py_start_method=start_method(device), prefetch_queue_depth=prefetch,
                   seed=seed, enable_conditionals=True)
     def graph():
+        # py_workers=0: the source runs in this process (the recovery probes, pipelines/recovery.py).
+        parallel = {"parallel": True, "prefetch_queue_depth": prefetch} if py_workers > 0 else {}
         columns = fn.external_source(source=source, num_outputs=len(source.columns), batch=True, batch_info=True,
-                                     parallel=True, prefetch_queue_depth=prefetch)
+                                     **parallel)
         nodes = {column.name: node for column, node in zip(source.columns, columns)}
         images = _decode(nodes, source, plan, device, decoding)
         out = {"index": nodes["index"]}
@@ -130,7 +132,8 @@ def build_pipeline(source: ClipSource, *, device: str = "cpu", num_threads: int 
         return tuple(out[name] for name in names)
 
     pipe = graph()
-    start_workers(pipe)
+    if py_workers > 0:
+        start_workers(pipe)
     return pipe
 
 

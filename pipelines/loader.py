@@ -8,15 +8,18 @@ pipelines/layout.py):
 """
 from __future__ import annotations
 
+import gc
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from . import host_resample
 from .graph import output_names
+from .recovery import recover
 from .sharding import loadable
 from .source import ClipSource, read_bad_log
-from .watchdog import run_guarded
+from .watchdog import LoaderStalled, WorkerDied, run_guarded
 
 
 @dataclass
@@ -37,8 +40,10 @@ def _view(tensor_list) -> torch.Tensor:
 
 class ClipLoader:
     def __init__(self, source: ClipSource, pipeline, *, num_classes: int, multi_label: bool = False,
-                 max_bad_fraction: float = 1.0, batch_timeout: float | None = None):
+                 max_bad_fraction: float = 1.0, batch_timeout: float | None = None,
+                 build: Callable | None = None):
         self.source, self.pipeline = source, pipeline
+        self.build = build                     # source -> a new pipeline like this one (decoder-failure recovery)
         self.batch_timeout = batch_timeout     # seconds the watchdog waits for one batch (None: forever)
         self._epoch_idx = self._iteration = 0  # the pipeline epoch and batch being waited for (error messages)
         self.layout = source.layout
@@ -57,7 +62,23 @@ class ClipLoader:
         args = ()
         if self.pipeline.device_id is not None and torch.cuda.is_initialized():
             args = (torch.cuda.current_stream(self.pipeline.device_id).cuda_stream,)
-        return run_guarded(self.pipeline, self.batch_timeout, self._loading, *args)
+        try:
+            return run_guarded(self.pipeline, self.batch_timeout, self._loading, *args)
+        except (StopIteration, LoaderStalled, WorkerDied):
+            raise
+        except RuntimeError as err:             # a decoder failed inside DALI: the pipeline object is dead
+            if self.build is None:
+                raise
+            self._rebuild_after(err)
+            return self._run()
+
+    def _rebuild_after(self, err: RuntimeError):
+        """Mark the videos that fail alone as bad and resume this epoch at this batch (pipelines/recovery.py)."""
+        epoch = self.source.epochs.start_epoch + self._epoch_idx
+        source = recover(self.source, err, epoch, self._iteration, self.build)
+        self.pipeline = None
+        gc.collect()                            # the dead pipeline's buffers (GPU memory) go before the new ones
+        self.source, self.pipeline, self._epoch_idx = source, self.build(source), 0
 
     def _loading(self) -> str:
         """What the pipeline is producing now, for the watchdog's message."""

@@ -79,6 +79,8 @@ class ClipSource:
     flow: bool = False
     on_error: str = "raise"        # "raise" | "skip"
     bad_log: str | None = None     # JSON lines of skipped samples
+    first_iteration: int = 0       # a rebuilt pipeline resumes its first epoch here (pipelines/recovery.py)
+    only: int | None = None        # probe: every epoch is one batch holding just this shard entry
     _plan_epoch: int = field(default=-1, repr=False)
     _plan: list = field(default_factory=list, repr=False)
 
@@ -126,10 +128,17 @@ class ClipSource:
 
     def __call__(self, info):
         epoch = self.epochs.start_epoch + info.epoch_idx
-        if info.iteration >= self.num_batches():
-            raise StopIteration
+        if self.only is not None:
+            if info.iteration >= 1:
+                raise StopIteration
+            entries = [self.only]
+        else:
+            iteration = info.iteration + (self.first_iteration if info.epoch_idx == 0 else 0)
+            if iteration >= self.num_batches():
+                raise StopIteration
+            entries = self.batch_entries(epoch, iteration)
         columns = {column.name: [] for column in self.columns}
-        for entry in self.batch_entries(epoch, info.iteration):
+        for entry in entries:
             video, clip, views = self._load(int(entry), epoch)
             # Evaluation counts each video once: padding and substitutes for skipped videos are marked -1.
             counted = entry >= 0 and (video == entry or not self.epochs.pad_mark)

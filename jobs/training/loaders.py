@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 
 from jobs.training.config import Config
@@ -108,12 +109,13 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
                       crops=part.augment.num_crops, gpu_graph=gpu_graph)
     source = ClipSource(records, reader, part.sampler, part.augment, epochs, plan, start_index=d.first_index,
                         flow=flow, on_error=policy, bad_log=bad_log)
-    pipeline = build_pipeline(source, device=device, num_threads=knobs.threads, py_workers=knobs.workers,
+    build = functools.partial(build_pipeline, device=device, num_threads=knobs.threads, py_workers=knobs.workers,
                               prefetch=knobs.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank,
                               decoding=Decoding(hw_decoder_load=knobs.hw_decoder_load))
+    pipeline = build(source)
     loader = ClipLoader(source, pipeline, num_classes=cfg.model.num_classes, multi_label=d.multi_class,
                         max_bad_fraction=d.max_bad_fraction if policy == "skip" else 1.0,
-                        batch_timeout=d.batch_timeout)
+                        batch_timeout=d.batch_timeout, build=build)
     # Videos with fewer frames than a sample needs (one clip, or one frame per segment) are padded as MMAction2
     # does (repeated frames, out_of_bound_opt), never dropped: count them so it is not silent.
     need = max(part.sampler.clip_len * part.sampler.frame_interval, part.sampler.num_clips)
