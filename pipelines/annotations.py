@@ -54,7 +54,8 @@ class FrameLayout:
     def frame_paths(self, record: VideoRecord, indices) -> list[str]:
         """Files for 0-based sampled indices that already include start_index (as the samplers return them).
 
-        RGB: one path per index. Flow: two per index, interleaved [x_0, y_0, x_1, y_1, ...] (spec §3.4).
+        RGB: one path per index. Flow: two per index, interleaved [x_0, y_0, x_1, y_1, ...] (MMAction2
+        v0.24.1 mmaction/datasets/pipelines/loading.py RawFrameDecode).
         """
         files = []
         for i in indices:

@@ -1,9 +1,10 @@
 """Spatial geometry: where each output view of a video comes from in its source frames.
 
 Reproduces the box arithmetic of MMAction2's Resize / MultiScaleCrop / RandomResizedCrop / CenterCrop /
-ThreeCrop / TenCrop / Flip (spec §3.5–§3.9), without touching pixels. :func:`plan_views` turns one video's
-source size and an :class:`Augment` into a list of :class:`View` s whose boxes are in *source* pixels, so the
-caller can crop and resize in one resample (DALI ROI resize) instead of resize -> crop -> resize.
+ThreeCrop / TenCrop / Flip (v0.24.1 mmaction/datasets/pipelines/augmentations.py), without touching pixels.
+:func:`plan_views` turns one video's source size and an :class:`Augment` into a list of :class:`View` s whose
+boxes are in *source* pixels, so the caller can crop and resize in one resample (DALI ROI resize) instead of
+resize -> crop -> resize.
 
 Box convention: ``(x1, y1, x2, y2)``, exclusive right/bottom (``img[y1:y2, x1:x2]``), in the coordinate
 frame of the image the transform sees. Randomness comes from one caller-supplied numpy Generator

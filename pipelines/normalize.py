@@ -1,4 +1,5 @@
-"""uint8 clips -> the model's float input, on the training device (spec §3.10).
+"""uint8 clips -> the model's float input, on the training device (MMAction2 v0.24.1
+mmaction/datasets/pipelines/augmentations.py Normalize).
 
 Done after the host-to-device copy: 4x fewer bytes cross the bus, and on a GPU the arithmetic is free compared to
 the network. RGB: (v - mean_c) / std_c per channel. Flow: mean/std are given for (x, y) and apply to the

@@ -1,6 +1,6 @@
 """`tsn profile --mode model` and `--mode step`: the network alone, then the real training loop on real data.
 
-model: MMAction2's tools/analysis/benchmark.py procedure (spec §9) — random weights, batch 1 video with the recipe's
+model: MMAction2's tools/analysis/benchmark.py procedure (v0.24.1) — random weights, batch 1 video with the recipe's
 test views (e.g. 25 clips x 10 crops = 250), warm-up excluded, timed region = host->device copy + normalisation +
 forward + scores back on the host; no data I/O. Plus the training step alone on a random uint8 batch.
 step: train_step over the real loader; data_time = waiting for the next batch, step_time = the step itself, so

@@ -117,7 +117,8 @@ class RuntimeConfig:
     eval_interval: int = 5
     keep_last: int = 3
     log_interval: int = 20
-    average_clips: str = "none"           # "none" | "score" | "prob" (spec §1.2)
+    # "none" | "score" | "prob": MMAction2 v0.24.1 mmaction/models/recognizers/base.py `average_clip`
+    average_clips: str = "none"
     metrics: tuple[str, ...] = ("top_k_accuracy", "mean_class_accuracy")
     max_views_per_forward: int = 250      # test-time chunking of the views of one video (bounded memory)
     load_from: str = ""                   # weights to start from (fine-tuning), e.g. a K400 checkpoint

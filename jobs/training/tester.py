@@ -44,7 +44,8 @@ def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, 
     if not dist.is_main:
         return result
     say(f"evaluated {len(index)} of {total} videos")
-    # TSN averages every view before its classifier: "score" == "none"; "prob" = softmax of that mean (§1.2).
+    # TSN averages every view before its classifier: "score" == "none"; "prob" = softmax of that mean
+    # (MMAction2 v0.24.1 mmaction/models/recognizers/base.py `average_clip`).
     scores = average_clips(torch.from_numpy(scores), cfg.runtime.average_clips).numpy()
     if dump:
         full = scores if len(index) == total else None

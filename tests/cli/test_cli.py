@@ -84,7 +84,7 @@ def test_convert_mmaction2_round_trip(random_checkpoint, tmp_path):
     ours = torch.load(random_checkpoint)["model"]
     from model.mmaction2 import mmaction2_key
     inverse = {}
-    for key, value in ours.items():   # write MMAction2 names the way the spec's key table gives them
+    for key, value in ours.items():   # write MMAction2 names (mmcv ConvModule conv/bn children)
         name = key.replace("backbone.", "").replace("head.fc.", "cls_head.fc_cls.")
         if name.startswith("cls_head"):
             inverse[name] = value

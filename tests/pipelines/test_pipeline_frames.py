@@ -1,6 +1,7 @@
 """DALI frame-folder pipelines (CPU backend) built from shipped recipes, on the synthetic frames.
 
-Shapes are checked against the spec's §5 table; pixels against an independent two-step computation in the
+Shapes are checked against the views MMAction2's pipelines give per video (M = crops x clips x clip_len, v0.24.1
+mmaction/datasets/pipelines/formatting.py FormatShape); pixels against an independent two-step computation in the
 style of MMAction2 (PIL decode -> cv2 INTER_LINEAR resize to the short side -> crop -> cv2 resize -> flip ->
 flow x inversion), using the same per-video geometry draws.
 """
@@ -16,7 +17,7 @@ from tests.pipelines.reference import as_frames, reference_views
 
 SMALL = ["data.videos_per_gpu=2", "data.val_videos_per_gpu=2", "data.test_videos_per_gpu=1", "data.workers=1"]
 
-# (recipe, split, list kind, expected per-video (V, C, H, W)) — spec §5.
+# (recipe, split, list kind, expected per-video (V, C, H, W)): crops x clips (x clip_len for RGB) views.
 SHAPES = [
     ("tsn_r50_1x1x3_100e_kinetics400_rgb", "train", "rawframes", (3, 3, 224, 224)),
     ("tsn_r50_1x1x3_100e_kinetics400_rgb", "val", "rawframes", (3, 3, 224, 224)),
@@ -82,7 +83,8 @@ def test_pixels_match_independent_computation(synthetic_root, recipe, split, kin
 
 
 def test_flow_flip_inverts_x_only(synthetic_root):
-    """Flip on flow: x channels become 255 - mirrored x, y channels are only mirrored (spec §3.9, §8.1)."""
+    """Flip on flow: x channels become 255 - mirrored x, y channels are only mirrored (MMAction2 v0.24.1
+    augmentations.py Flip, and its test_augmentations Flip flow row)."""
     base = synthetic_overrides(synthetic_root, "flow") + SMALL + ["train.augment.crop=center", "train.augment.crop_size=224"]
     plain = first_batch(load_config("tsn_r50_320p_1x1x3_110e_kinetics400_flow", base + ["train.augment.flip_ratio=0.0"]), "train")[1]
     flipped = first_batch(load_config("tsn_r50_320p_1x1x3_110e_kinetics400_flow", base + ["train.augment.flip_ratio=1.0"]), "train")[1]

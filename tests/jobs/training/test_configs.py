@@ -1,8 +1,8 @@
-"""Shipped recipes (jobs/configs/*.toml) against the MMAction2 spec, and the config system's behaviour.
+"""Shipped recipes (jobs/configs/*.toml) against MMAction2's TSN configs, and the config system's behaviour.
 
-The expected values below are an independent table copied from mmaction2_tsn_spec.md §2 (v0.7.0 values; v0.24.1
-where v0.7.0 cannot run as written: flow normalization / in_channels, MMIT test crop, ActivityNet load_from),
-not derived from the TOML files.
+The expected values below are an independent table of MMAction2's configs/recognition/tsn/*.py (v0.7.0 values;
+v0.24.1 where v0.7.0 cannot run as written: flow normalization / in_channels, MMIT test crop, ActivityNet
+load_from), not derived from the TOML files.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from jobs.training.loaders import batch_size
 IMNET_MEAN = (123.675, 116.28, 103.53)
 FLOW_MEAN = (128.0, 128.0)
 
-# §2.1 template (tsn_r50_1x1x3_100e_kinetics400_rgb). Columns:
+# The template: v0.7.0 configs/recognition/tsn/tsn_r50_1x1x3_100e_kinetics400_rgb.py. Columns:
 #   K, arch, dropout, init_std | lr, wd, clip, lr_steps, epochs | videos_per_gpu |
 #   train (clip_len, num_clips, dense), train crop | val (crop, size) | test (crop, size), test num_clips |
 #   modality, source, normalize mean
