@@ -17,7 +17,8 @@ from jobs.training.weights import build_model
 from tests.helpers import ROOT as ROOT
 from tests.helpers import synthetic_overrides
 
-JOBS = ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "bench", "convert", "configs"]
+JOBS = ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "bench", "convert", "configs", "export",
+        "plot"]
 
 
 def invoke(*args):
@@ -30,7 +31,8 @@ def test_help_lists_every_job():
         assert f"  {job} " in out, job
 
 
-@pytest.mark.parametrize("script", ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "convert"])
+@pytest.mark.parametrize("script", ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "convert",
+                                    "export", "plot"])
 def test_jobs_run_as_scripts(script):
     """`python jobs/<job>.py --help` works (jobs/profile.py must not shadow the stdlib `profile`)."""
     result = subprocess.run([sys.executable, f"jobs/{script}.py", "--help"], cwd=ROOT, capture_output=True,
