@@ -3,7 +3,7 @@
 It runs inside DALI's Python worker processes (parallel=True, one batch per call), so it is a plain picklable
 object whose output depends only on (epoch, iteration): the order, the frame indices and the geometry of every
 video come from `video_rng(seed, epoch, video)`. Pixel work is left to DALI; this only reads bytes and does the
-numpy geometry of spec §3.
+numpy sampling and geometry of MMAction2 v0.24.1 mmaction/datasets/pipelines/{loading,augmentations}.py.
 
 Every per-sample argument column is one dense (N, ...) array per batch, not N small arrays: each array costs a
 shared-memory slot, a pickle entry and a feed into DALI (~650 of them per training batch of 96 frames). Only the
@@ -200,7 +200,8 @@ class ClipSource:
             columns[f"extent{u}"] += [(int(bx2) - int(bx1), int(by2) - int(by1))] * n
         for c, view in enumerate(views):
             columns[f"mirror{c}"] += [int(view.mirror)] * n
-            if self.flow:   # samples alternate x, y (spec §3.4); a Flip inverts only the x components
+            # Flow samples alternate x, y (v0.24.1 loading.py RawFrameDecode); a Flip inverts only the x components.
+            if self.flow:
                 columns[f"invert{c}"] += [(int(view.invert_flow_x and i % 2 == 0),) for i in range(n)]
         columns["index"] += [index] * n
 

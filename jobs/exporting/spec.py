@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from jobs.training.config import Config
-from pipelines.graph import output_size
+from pipelines.layout import ClipLayout
 
 FORMATS = ("onnx", "torchscript")
 INPUTS = ("uint8", "float")
@@ -89,14 +89,12 @@ def parse_size(text: str) -> tuple[int, int]:
 def spec_for(cfg: Config, fmt: str, *, views: int | None = None, batch: int = 1, size: tuple[int, int] | None = None,
              input: str = "uint8", dynamic_batch: bool = False, config: str = "", checkpoint: str = "") -> ExportSpec:
     """The recipe's test input: V = the test views of one crop set (clips x clip_len for RGB, clips for flow, as
-    the loader lays them out), C = 3 or 2 * clip_len, H x W = the test crop (pipelines.graph.output_size)."""
-    s = cfg.test.sampler
-    flow = cfg.data.modality == "Flow"
+    the loader lays them out), C = 3 or 2 * clip_len, H x W = the test crop (pipelines/layout.py ClipLayout)."""
+    layout = ClipLayout.of(cfg.test.sampler, cfg.test.augment, flow=cfg.data.modality == "Flow")
     if size is None:
-        w, h = output_size(cfg.test.augment)
-        size = (h, w)
+        size = (layout.out_h, layout.out_w)
     if views is None:
-        views = s.num_offsets * (1 if flow else s.clip_len)
+        views = layout.views_per_crop
     return ExportSpec(format=fmt, batch=batch, views=views,
                       channels=cfg.model.in_channels, height=size[0], width=size[1], input=input,
                       dynamic_batch=dynamic_batch, num_classes=cfg.model.num_classes, mean=cfg.normalize.mean,

@@ -8,19 +8,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 from tests.helpers import ROOT
 
 # Built from pieces so that this file does not match itself.
 FORBIDDEN = ("spec " + "§", "dali_" + "notes", "PERF_" + "SECTION")
 
-# KNOWN: files the lead is refactoring on another branch; their remaining references are replaced there.
-# The lead empties this set once they are fixed (test_known_files_still_need_the_allowlist says when).
-KNOWN = {"pipelines/graph.py", "pipelines/loader.py", "pipelines/source.py"}
-
 # Docs written concurrently by other helpers; they exist after the merge. Remove each entry once its file is here.
-SOON = {"docs/BAD_INPUTS.md", "docs/EXPORT.md", "docs/GPU_CHECK.md"}
+SOON = {"docs/BAD_INPUTS.md", "docs/GPU_CHECK.md"}
 
 SKIP_DIRS = {".venv", ".git", "__pycache__", ".pytest_cache", ".ruff_cache", "work_dirs", "data", "build", "dist"}
 SUFFIXES = (".py", ".toml", ".md")
@@ -53,14 +47,8 @@ def test_scan_sees_the_repository():
 
 
 def test_no_references_to_outside_notes():
-    found = [h for p in repo_files() if rel(p) not in KNOWN for h in hits(p)]
+    found = [h for p in repo_files() for h in hits(p)]
     assert not found, "cite MMAction2 (file and tag) or docs/ instead:\n" + "\n".join(found)
-
-
-@pytest.mark.parametrize("name", sorted(KNOWN))
-def test_known_files_still_need_the_allowlist(name):
-    path = ROOT / name
-    assert path.is_file() and hits(path), f"{name} no longer cites outside notes: remove it from KNOWN"
 
 
 def slug(heading: str) -> str:
