@@ -14,6 +14,7 @@ from jobs.training.config import load_config
 from jobs.training.evaluation import METRICS
 from jobs.training.protocols import PROTOCOLS, with_protocol
 from jobs.training.tester import Incomplete, test_checkpoint
+from model.tsn import AVERAGE_CLIPS
 
 
 @click.command("test", context_settings={"ignore_unknown_options": False})
@@ -22,7 +23,7 @@ from jobs.training.tester import Incomplete, test_checkpoint
 @click.argument("extra_metrics", nargs=-1)
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="recipe", show_default=True,
               help="Test views: the recipe's, or a model-zoo protocol.")
-@click.option("--average-clips", type=click.Choice(["none", "score", "prob"]), help="Override runtime.average_clips.")
+@click.option("--average-clips", type=click.Choice(AVERAGE_CLIPS), help="Override runtime.average_clips.")
 @click.option("--eval", "eval_metrics", multiple=True, type=click.Choice(METRICS),
               help="Metrics (MMAction2 shape `--eval top_k_accuracy mean_class_accuracy` also accepted).")
 @click.option("--out", help="Write metrics as JSON here.")

@@ -32,6 +32,9 @@ class VideoRecord:
         return self.labels[0]
 
 
+MODALITIES = ("RGB", "Flow")       # MMAction2's spellings, the only ones the project uses
+
+
 @dataclass(frozen=True)
 class FrameLayout:
     """How the frames of a rawframe record are named (MMAction2 `filename_tmpl`, `start_index`, `modality`)."""
@@ -41,7 +44,7 @@ class FrameLayout:
     modality: str = "RGB"                  # "RGB" | "Flow"
 
     def __post_init__(self):
-        if self.modality not in ("RGB", "Flow"):
+        if self.modality not in MODALITIES:
             raise ValueError(f"modality must be 'RGB' or 'Flow', got {self.modality!r}")
         fields = [f for _, f, _, _ in string.Formatter().parse(self.filename_tmpl) if f is not None]
         if not fields:

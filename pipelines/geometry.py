@@ -24,6 +24,17 @@ RESIZES = ("short_side", "fixed", "none")
 CROPS = ("multiscale", "random_resized", "center", "three", "ten", "none")
 
 
+def parse_wxh(text: str) -> tuple[int, int]:
+    """'340x256' -> (340, 256): sizes are written width first everywhere in the project."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 340x256 (width x height), got {text!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return w, h
+
+
 def rescale_size(w: int, h: int, short_side: int) -> tuple[int, int]:
     """mmcv keep-ratio size for scale ``(inf, short_side)``: the short side becomes ``short_side``."""
     f = short_side / min(w, h)

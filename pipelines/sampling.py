@@ -67,6 +67,12 @@ class Sampler:
             raise ValueError("Sampler.twice_sample is not supported with dense=True (DenseSampleFrames)")
 
     @property
+    def min_frames(self) -> int:
+        """Frames a video needs so that no sample repeats a frame: one clip span (clip_len * frame_interval) and one
+        frame per segment. Shorter videos are padded by `out_of_bound_opt` (as MMAction2 does), never dropped."""
+        return max(self.clip_len * self.frame_interval, self.num_clips)
+
+    @property
     def num_offsets(self) -> int:
         """Number of clips actually produced per call (each clip has ``clip_len`` indices)."""
         if self.dense and self.test_mode:

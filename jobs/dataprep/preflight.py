@@ -17,14 +17,13 @@ from jobs.training.config import Config
 from jobs.training.loaders import load_records, split_files
 from pipelines.annotations import FrameLayout, VideoRecord
 from pipelines.jpeg import BadJpeg, jpeg_size
-from pipelines.video_index import build_index
+from pipelines.video_index import build_index, index_path_for
 
 ERRORS = {"missing", "unreadable", "zero_frames", "unsupported", "missing_frames", "corrupt_frame", "truncated"}
 
 
 def min_frames(cfg: Config, split: str) -> int:
-    s = getattr(cfg, split).sampler
-    return s.clip_len * s.frame_interval
+    return getattr(cfg, split).sampler.min_frames
 
 
 def check_folder(record: VideoRecord, layout: FrameLayout, full: bool) -> list[tuple[str, str]]:
@@ -62,7 +61,7 @@ def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str 
     records = load_records(cfg, split)
     d = cfg.data
     if d.source == "video":
-        infos = build_index([r.path for r in records], list_file + ".index.jsonl", workers=d.workers,
+        infos = build_index([r.path for r in records], index_path_for(list_file), workers=d.workers,
                             progress=sys.stderr.isatty())
     layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
     counts, usable = Counter(), []

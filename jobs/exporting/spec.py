@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 from jobs.training.config import Config
+from pipelines.geometry import parse_wxh
 from pipelines.layout import ClipLayout
 
 FORMATS = ("onnx", "torchscript")
@@ -75,15 +76,14 @@ class ExportSpec:
 
 
 def parse_size(text: str) -> tuple[int, int]:
-    """'112' -> (112, 112); '128x171' -> (128, 171) as (height, width)."""
-    parts = text.lower().split("x")
+    """'112' -> (112, 112); '171x128' -> (128, 171): (height, width) from N or WxH (width first, as everywhere)."""
     try:
-        values = [int(p) for p in parts]
+        w, h = (int(text), int(text)) if text.isdigit() else parse_wxh(text)
     except ValueError:
-        values = []
-    if len(values) not in (1, 2) or min(values) < 1:
-        raise ExportError(f"--size {text!r}: expected N or HxW with positive integers")
-    return (values[0], values[-1])
+        raise ExportError(f"--size {text!r}: expected N or WxH with positive integers") from None
+    if min(w, h) < 1:
+        raise ExportError(f"--size {text!r}: expected N or WxH with positive integers")
+    return h, w
 
 
 def spec_for(cfg: Config, fmt: str, *, views: int | None = None, batch: int = 1, size: tuple[int, int] | None = None,

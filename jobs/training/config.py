@@ -14,9 +14,14 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:        # Python 3.10: the same parser from PyPI (setup.cfg)
+    import tomli as tomllib
 
-from model.tsn import TSNConfig
+from jobs.training.evaluation import METRICS
+from model.tsn import AVERAGE_CLIPS, TSNConfig
+from pipelines.annotations import MODALITIES
 from pipelines.geometry import Augment
 from pipelines.normalize import Normalize
 from pipelines.sampling import Sampler
@@ -57,7 +62,7 @@ class DataConfig:
 
     def __post_init__(self):
         _choice("source", self.source, ("frames", "video"))
-        _choice("modality", self.modality, ("RGB", "Flow"))
+        _choice("modality", self.modality, MODALITIES)
         _choice("decoder", self.decoder, ("auto", "dali", "pyav"))
         if self.on_error is not None:
             _choice("on_error", self.on_error, ("skip", "raise"))
@@ -124,10 +129,9 @@ class RuntimeConfig:
     load_from: str = ""                   # weights to start from (fine-tuning), e.g. a K400 checkpoint
 
     def __post_init__(self):
-        _choice("average_clips", self.average_clips, ("none", "score", "prob"))
-        known = ("top_k_accuracy", "mean_class_accuracy", "mean_average_precision", "mmit_mean_average_precision")
+        _choice("average_clips", self.average_clips, AVERAGE_CLIPS)
         for m in self.metrics:
-            _choice("metrics", m, known)
+            _choice("metrics", m, METRICS)
 
 
 @dataclass(frozen=True)

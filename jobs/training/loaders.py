@@ -45,8 +45,9 @@ def load_records(cfg: Config, split: str, list_file: str | None = None, prefix: 
 
 def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, workers: int = 2):
     """Fill total_frames from the cached video index; returns (records, {path: (w, h)} of readable videos)."""
-    from pipelines.video_index import build_index
-    infos = build_index([r.path for r in records], list_file + ".index.jsonl", workers=workers, progress=False)
+    from pipelines.video_index import build_index, index_path_for
+    infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers,
+                        progress=False)
     bad = [(r, infos[r.path]) for r in records if infos[r.path].status != "ok"]
     if strict and bad:
         lines = "\n".join(f"  {r.source}: {r.path}: {i.status} ({i.reason})" for r, i in bad[:20])
@@ -118,6 +119,6 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
                         batch_timeout=d.batch_timeout, build=build)
     # Videos with fewer frames than a sample needs (one clip, or one frame per segment) are padded as MMAction2
     # does (repeated frames, out_of_bound_opt), never dropped: count them so it is not silent.
-    need = max(part.sampler.clip_len * part.sampler.frame_interval, part.sampler.num_clips)
+    need = part.sampler.min_frames
     loader.short_videos = [r.source for r in records if r.total_frames is not None and 0 < r.total_frames < need]
     return loader

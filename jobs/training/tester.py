@@ -31,10 +31,9 @@ def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, 
                           device_id=dist.data_device_id, list_file=list_file, prefix=prefix)
     model = load_for_eval(cfg.model, checkpoint).to(dist.device)
     amp, _ = make_amp(cfg.runtime.amp, dist.device)
-    s, a = cfg.test.sampler, cfg.test.augment
-    views = s.num_offsets * (1 if cfg.data.modality == "Flow" else s.clip_len) * a.num_crops
-    say(f"test protocol: {s.num_offsets} clips x {a.num_crops} crop(s) ({a.crop} {a.crop_size}) = {views} views "
-        f"per video, average_clips={cfg.runtime.average_clips}")
+    layout, a = loader.layout, cfg.test.augment
+    say(f"test protocol: {layout.clips} clips x {layout.crops} crop(s) ({a.crop} {a.crop_size}) = {layout.views} "
+        f"views per video, average_clips={cfg.runtime.average_clips}")
     scores, index = evaluate(model, loader, cfg.normalize, dist.device, amp, dist,
                              cfg.runtime.max_views_per_forward, progress=dist.is_main)
     shutdown(dist)
