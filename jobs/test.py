@@ -12,6 +12,7 @@ import click
 from jobs.console.options import cfg_options, device_option
 from jobs.training.config import load_config
 from jobs.training.evaluation import METRICS
+from jobs.training.loaders import DataError
 from jobs.training.protocols import PROTOCOLS, with_protocol
 from jobs.training.tester import Incomplete, test_checkpoint
 from model.tsn import AVERAGE_CLIPS
@@ -46,8 +47,10 @@ def test_command(config, checkpoint, extra_metrics, protocol, average_clips, eva
     try:
         test_checkpoint(dataclasses.replace(cfg, runtime=runtime), checkpoint, device=device, out=out, dump=dump,
             list_file=list_file, prefix=prefix, allow_partial=allow_partial)
-    except Incomplete as err:
-        raise click.ClickException(str(err)) from None
+    except (Incomplete, DataError) as err:
+        hint = "\n(--allow-partial evaluates the readable videos and lists the others)" \
+            if isinstance(err, DataError) else ""
+        raise click.ClickException(str(err) + hint) from None
 
 
 if __name__ == "__main__":

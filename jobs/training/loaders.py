@@ -5,6 +5,8 @@ import dataclasses
 import functools
 import os
 
+import numpy as np
+
 from jobs.training.config import Config
 from pipelines.annotations import (
     FrameLayout,
@@ -17,6 +19,7 @@ from pipelines.graph import Decoding, build_pipeline
 from pipelines.loader import ClipLoader
 from pipelines.plan import plan_graph
 from pipelines.readers import FrameFolderReader, PyAVReader, VideoFileReader
+from pipelines.sampling import Sampler, video_rng
 from pipelines.sharding import Shard
 from pipelines.source import ClipSource, Epochs
 
@@ -46,12 +49,10 @@ def load_records(cfg: Config, split: str, list_file: str | None = None, prefix: 
 def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, workers: int = 2):
     """Fill total_frames from the cached video index; returns (records, {path: (w, h)} of readable videos)."""
     from pipelines.video_index import build_index, index_path_for
-    infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers,
-                        progress=False)
-    bad = [(r, infos[r.path]) for r in records if infos[r.path].status != "ok"]
+    infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers, progress=False)
+    bad = [(r, f"{infos[r.path].status} ({infos[r.path].reason})") for r in records if infos[r.path].status != "ok"]
     if strict and bad:
-        lines = "\n".join(f"  {r.source}: {r.path}: {i.status} ({i.reason})" for r, i in bad[:20])
-        raise DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
+        raise unusable(bad, list_file)
     out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames) if infos[r.path].status == "ok" else
            dataclasses.replace(r, total_frames=None, problem=f"{infos[r.path].status}: {infos[r.path].reason}")
            for r in records]
@@ -66,6 +67,35 @@ def settings(cfg: Config, device: str) -> LoaderSettings:
     return loader_settings(device, workers=d.workers, threads=d.threads, prefetch=d.prefetch,
                            test_batch=d.test_videos_per_gpu, hw_decoder_load=d.hw_decoder_load,
                            local_ranks=local_ranks)
+
+
+def unusable(bad: list[tuple[VideoRecord, str]], list_file: str) -> DataError:
+    """One error listing every unusable entry as `list:line: path: reason`."""
+    lines = "\n".join(f"  {r.source}: {r.path}: {reason}" for r, reason in bad)
+    return DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
+
+
+def unreadable_folders(records: list[VideoRecord], layout: FrameLayout, sampler: Sampler, start_index: int,
+                       seed: int) -> list[tuple[VideoRecord, str]]:
+    """Frame folders an evaluation cannot read, found up front: (record, reason) for each.
+
+    Evaluation runs one epoch, and ClipSource reads exactly the frames `sampler` picks for video i with
+    video_rng(seed, 0, i) (test-mode samplers pick fixed frames anyway), so those files are what is checked: one
+    stat call each, no reading or decoding (a corrupt JPEG is `tsn prepare check --full`'s business).
+    """
+    bad = []
+    for i, r in enumerate(records):
+        if not r.total_frames or r.total_frames < 1:
+            bad.append((r, f"no frames (total_frames={r.total_frames})"))
+        elif not os.path.isdir(r.path):
+            bad.append((r, "no such frame folder"))
+        else:
+            picked = np.unique(sampler(r.total_frames, start_index, video_rng(seed, 0, i)))
+            missing = [f for f in layout.frame_paths(r, picked) if not os.path.isfile(f)]
+            if missing:
+                bad.append((r, f"{len(missing)} of the {len(picked) * (2 if layout.modality == 'Flow' else 1)} "
+                               f"sampled frame files missing, first {missing[0]}"))
+    return bad
 
 
 def batch_size(cfg: Config, split: str, device: str = "cpu") -> int:
@@ -93,7 +123,12 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
     records = load_records(cfg, split, list_file, prefix)
     flow = d.modality == "Flow"
     if d.source == "frames":
-        reader = FrameFolderReader(FrameLayout(d.filename_tmpl, d.first_index, d.modality))
+        layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
+        if policy == "raise" and split != "train":     # refuse before any work, naming every unreadable folder
+            bad = unreadable_folders(records, layout, part.sampler, d.first_index, cfg.runtime.seed)
+            if bad:
+                raise unusable(bad, list_file or split_files(cfg, split)[0])
+        reader = FrameFolderReader(layout)
     else:
         records, sizes = index_videos(records, list_file or split_files(cfg, split)[0],
                                       strict=policy == "raise", workers=d.workers)
