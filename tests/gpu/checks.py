@@ -26,6 +26,11 @@ from pathlib import Path
 import numpy as np
 
 
+def _data_spec():
+    from pipelines.synthetic import SyntheticSpec
+    return SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24)   # tests/conftest.py's set
+
+
 class Skip(Exception):
     """The task does not apply here (e.g. H.264 on DALI's CPU backend in the dry run); the message says why."""
 
@@ -267,11 +272,10 @@ def make_data(work: str, long_frames: int, long_gop: int, long_codecs: list[str]
               profile_root: str, profile_videos_per_class: int, workers: int) -> dict:
     """The synthetic dataset of tests/conftest.py (12 classes, 2 train + 1 val per class, 24 frames, 80 x 64, JPEG
     frames, flow, H.264 and VP9), the bar-coded long videos, and the profile's cached frames."""
-    from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+    from pipelines.synthetic import make_synthetic_dataset
     t0 = time.perf_counter()
     root = Path(work) / "synthetic"
-    summary = make_synthetic_dataset(root, SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24),
-                                     workers=workers)
+    summary = make_synthetic_dataset(root, _data_spec(), workers=workers)
     out = {"root": str(root), "counts": summary["counts"], "seconds_synthetic": time.perf_counter() - t0,
            "long": {}}
     for codec in long_codecs:
@@ -324,19 +328,33 @@ def compare_batches(ref: list, dev: list) -> dict:
             "mean_abs_diff": total / count if count else None}
 
 
-def _inverted_views(loader, iterations: int) -> int | None:
-    """Flow: how many x-inverted (flipped) views the compared batches hold, from the source's own columns; None if
-    that cannot be read. Only to show that the inversion was exercised."""
-    from types import SimpleNamespace
-    try:
-        names = loader.source.names
-        total = 0
-        for it in range(iterations):
-            cols = dict(zip(names, loader.source(SimpleNamespace(iteration=it, epoch_idx=0))))
-            total += int(sum(np.asarray(v).sum() for k, v in cols.items() if k.startswith("invert")))
-        return total
-    except Exception:
-        return None
+def flow_flips(batches: list, list_file: str | Path) -> dict:
+    """Flipped (x-inverted) flow views in loader batches of the synthetic set, read from the pixels alone.
+
+    Inside the moving disc the synthetic x-flow is quantise(dx) (> 128 for rightward motion, pipelines/synthetic.py)
+    and 128 elsewhere; a flip mirrors the image and inverts x (255 - v), so the disc's x values then point against
+    the video's true dx. Views of videos moving left or right (|dx| >= 1 px per frame) whose crop holds enough disc
+    pixels are counted as flipped or unflipped. clips: (B, V, 2 * clip_len, H, W), channels x_t, y_t, x_t+1, ...
+    """
+    from pipelines.synthetic import plan_videos
+    truth = {p.vid: p.velocity[0] for p in plan_videos(_data_spec())}
+    vids = [line.split()[0] for line in Path(list_file).read_text().splitlines() if line.strip()]
+    flipped = unflipped = 0
+    for b in batches:
+        x = b.clips.cpu()[:, :, 0::2].float() - 127.5               # (B, V, clip_len, H, W) signed x-flow
+        for row, idx in enumerate(b.index.tolist()):
+            dx = truth[vids[idx]] if idx >= 0 else 0.0
+            if abs(dx) < 1.0:
+                continue
+            for view in x[row]:
+                disc = view[view.abs() > 6]                         # the background sits at +-0.5 (+ JPEG noise)
+                if disc.numel() < 20:
+                    continue
+                if np.sign(float(disc.mean())) == np.sign(dx):
+                    unflipped += 1
+                else:
+                    flipped += 1
+    return {"flipped_views": flipped, "unflipped_views": unflipped}
 
 
 def loader_parity(root: str, recipe: str, kind: str, split: str, overrides: list[str], device: str,
@@ -364,7 +382,9 @@ def _parity(root, recipe, kind, split, overrides, device, batches, tol, dev_over
     out = {"recipe": recipe, "split": split, "kind": kind, "device": device, "tolerance_mean_abs": tol,
            "seconds_ref": t_ref, "seconds_dev": t_dev, **compare_batches(ref, dev)}
     if ref_cfg.data.modality == "Flow":
-        out["inverted_views"] = _inverted_views(ref_loader, len(ref))
+        list_file = Path(root) / f"{'train' if split == 'train' else 'val'}_list_{kind}.txt"
+        out["flow_flips"] = {"ref": flow_flips(ref, list_file), "dev": flow_flips(dev, list_file)}
+        out["inverted_views"] = out["flow_flips"]["ref"]["flipped_views"]
     out["pass"] = bool(out["shapes_equal"] and out["index_equal"] and out["mean_abs_diff"] is not None
                        and out["mean_abs_diff"] < tol and all(r["dev_is_cuda"] == (device == "gpu")
                                                                for r in out["batches"]))
