@@ -9,8 +9,10 @@ import json
 
 import click
 
+from jobs.console.options import device_option
 from jobs.dataprep.synthetic import ensure_dataset, overrides, parse_size
 from jobs.profiling.data_benchmark import AUGMENTS, SIZES, SMOKE_NOTE, Small, first_videos, format_grid, run_cell
+from jobs.training.distributed import dali_device, pick_device
 
 
 @click.group("bench")
@@ -30,7 +32,7 @@ def bench():
 @click.option("--arch", default="resnet18", show_default=True, help="Backbone (the model zoo used resnet50).")
 @click.option("--batch", type=int, default=8, show_default=True, help="Training videos per batch.")
 @click.option("--throughput-batches", type=int, default=6, show_default=True, help="Timed batches per pipeline.")
-@click.option("--device", type=click.Choice(("cpu", "gpu")), default="cpu", show_default=True)
+@device_option("cpu")
 @click.option("--data-root", default="work_dirs/synthetic", show_default=True, help="Synthetic data cache.")
 @click.option("--work-dir", default="work_dirs/data_benchmark", show_default=True, help="Checkpoints and logs.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
@@ -39,6 +41,7 @@ def data_benchmark(sizes, augments, epochs, videos_per_class, val_per_class, tes
     """Run the Kinetics-400 Data Benchmark grid on synthetic frames of each preprocessing's size."""
     say = lambda msg: click.echo(msg, err=True)
     small = Small(epochs=epochs, arch=arch, batch=batch, throughput_batches=throughput_batches)
+    device = dali_device(pick_device(device))[0]      # the DALI device: cpu | gpu
     rows = []
     for size in sizes.split(","):
         if size not in SIZES:

@@ -7,7 +7,9 @@ from jobs.bench import bench
 from jobs.configs import configs_command
 from jobs.convert import convert
 from jobs.demo import demo_command
+from jobs.export import export_command
 from jobs.fuse import fuse_command
+from jobs.plot import plot_command
 from jobs.predict import predict_command
 from jobs.prepare import prepare
 from jobs.profile import profile_command
@@ -17,10 +19,10 @@ from jobs.train import train_command
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def cli():
-    """TSN (Temporal Segment Networks) on NVIDIA DALI: train, test, fuse, predict, prepare data, profile."""
+    """TSN (Temporal Segment Networks) on NVIDIA DALI: train, test, fuse, predict, prepare, profile, export, plot."""
 
 
 for command in (train_command, test_command, fuse_command, predict_command, demo_command, prepare, convert,
-                profile_command, bench, configs_command):
+                profile_command, bench, configs_command, export_command, plot_command):
     cli.add_command(command)
 

@@ -1,7 +1,8 @@
 """`tsn demo` (= `make demo`): the whole product on the built-in synthetic dataset, end to end, on a CPU.
 
 Generate the data if absent -> train an RGB TSN and a flow TSN (ResNet-18, from scratch) -> test both with their
-recipes' test protocol, dumping scores -> fuse RGB + flow 1:1 -> print a model-zoo style table.
+recipes' test protocol, dumping scores -> fuse RGB + flow 1:1 -> print a model-zoo style table, and write it
+(fusion.json, fusion.md) with the training curves of both streams (curves.png) into the work dir.
 """
 import sys
 from pathlib import Path
@@ -13,8 +14,9 @@ import time
 
 import click
 
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, device_option
 from jobs.dataprep.synthetic import data_overrides
+from jobs.reporting import ReportError, plot_curves, read_run, write_fusion
 from jobs.training import checkpoint as ckpt
 from jobs.training.config import load_config
 from jobs.training.fusion import format_table, fuse, read_labels
@@ -47,6 +49,15 @@ def run(data: Path, work_dir: Path, extra: tuple[str, ...] = (), device: str | N
         row["name"] = name
     click.echo(f"\nsynthetic dataset, {len(labels)} val videos, 12 classes (chance 8.33%)")
     click.echo(format_table(rows))
+    as_json, as_md = write_fusion(rows, work_dir)
+    click.echo(f"fusion table written to {as_json} and {as_md}")
+    try:
+        curves = work_dir / "curves.png"
+        plot_curves([read_run(work_dir / stream, f"{stream} ({recipe})") for stream, recipe, _ in STREAMS], curves,
+                    "tsn demo: synthetic dataset")
+        click.echo(f"training curves written to {curves}")
+    except ReportError as err:          # matplotlib missing: the table above is the demo's result, keep it
+        click.echo(f"no training curves: {err}")
     click.echo(f"demo finished in {time.perf_counter() - start:.0f} s")
     return rows
 
@@ -56,7 +67,7 @@ def run(data: Path, work_dir: Path, extra: tuple[str, ...] = (), device: str | N
               help="Synthetic dataset folder (generated if absent).")
 @click.option("--work-dir", default="work_dirs/demo", show_default=True, type=click.Path(path_type=Path))
 @cfg_options
-@click.option("--device", default="cpu", show_default=True, help="cpu | cuda")
+@device_option("cpu")
 def demo_command(data, work_dir, cfg_options, device):
     """Train, test and fuse RGB + flow TSNs on the synthetic dataset (about 5-10 minutes on 2 CPU cores)."""
     run(data, work_dir, tuple(cfg_options), device)

@@ -1,4 +1,5 @@
-"""`tsn fuse SCORES... --coefficients 1 1 [--apply-softmax] --labels LIST`: n-stream late fusion (spec §10).
+"""`tsn fuse SCORES... --coefficients 1 1 [--apply-softmax] --labels LIST`: n-stream late fusion (MMAction2
+v0.24.1 tools/analysis/report_accuracy.py).
 
 Fused score per video = sum_i c_i * s_i (softmax first with --apply-softmax). The model zoo's two-stream rows are
 RGB + flow logits at 1:1 without softmax. Labels: the last whitespace-separated token of each list line.

@@ -9,7 +9,7 @@ import json
 
 import click
 
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, device_option
 from jobs.training.config import load_config
 from jobs.training.prediction import predict
 
@@ -22,7 +22,7 @@ from jobs.training.prediction import predict
 @click.option("--topk", default=5, show_default=True, help="How many labels to print.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @cfg_options
-@click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
+@device_option()
 def predict_command(config, checkpoint, input_path, label_map, topk, as_json, cfg_options, device):
     """Top-k labels for one video or frame folder, with the recipe's test protocol (scores are softmax)."""
     rows = predict(load_config(config, cfg_options), checkpoint, input_path, topk=topk, label_map=label_map,

@@ -22,12 +22,13 @@ from jobs.dataprep.listio import AnnotationError
 from jobs.dataprep.preflight import ERRORS, run_check
 from jobs.dataprep.resize import EncodeOptions, resize_video
 from jobs.dataprep.runner import default_workers, run_tasks
-from jobs.dataprep.videoio import Resize, parse_size, plan_tasks
+from jobs.dataprep.videoio import Resize, plan_tasks
 from jobs.training.config import load_config
 from jobs.training.loaders import split_files
 from pipelines.annotations import load_video_list
+from pipelines.geometry import parse_wxh
 from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
-from pipelines.video_index import build_index
+from pipelines.video_index import build_index, index_path_for
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _OUT = click.Path(file_okay=False, path_type=Path)
@@ -52,7 +53,7 @@ def _media_options(fn):
 
 def _resize(short_side: int | None, size: str | None) -> Resize:
     try:
-        return Resize(short_side, parse_size(size) if size else None)
+        return Resize(short_side, parse_wxh(size) if size else None)
     except ValueError as err:
         raise click.BadParameter(str(err)) from None
 
@@ -177,15 +178,19 @@ def flow(src_dir, dst_dir, short_side, size, workers, report, algo, bound, templ
 @prepare.command("check")
 @click.argument("config")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
-@click.option("--full", is_flag=True, help="Also read every frame header (frame folders) / decode every frame.")
+@click.option("--full", is_flag=True,
+              help="Also decode every frame as training does (DALI's CPU JPEG decoder, PyAV for videos); "
+                   "resumable: results are cached in <list>.full_check.jsonl.")
 @click.option("--report", help="JSON-lines report (default: <list>.check.jsonl).")
 @click.option("--clean-list", help="Write the usable lines of the list here.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes for probing and --full decoding [default: the recipe's data.workers].")
 @cfg_options
-def check_command(config, split, full, report, clean_list, cfg_options):
+def check_command(config, split, full, report, clean_list, workers, cfg_options):
     """Pre-flight check of CONFIG's data for one split."""
     cfg = load_config(config, cfg_options)
     report = report or split_files(cfg, split)[0] + ".check.jsonl"
-    counts = run_check(cfg, split, full, report, clean_list)
+    counts = run_check(cfg, split, full, report, clean_list, workers)
     for kind, n in sorted(counts.items(), key=lambda kv: (kv[0] != "ok", kv[0])):
         click.echo(f"{kind:>18}: {n}")
     click.echo(f"report: {report}" + (f"; usable lines: {clean_list}" if clean_list else ""))
@@ -200,10 +205,10 @@ def check_command(config, split, full, report, clean_list, cfg_options):
 def index_command(list_file, data_prefix, workers):
     """Probe every video of a list once (frames, fps, VFR, codec, GOP, status); cached as <list>.index.jsonl."""
     paths = [r.path for r in load_video_list(list_file, data_prefix=data_prefix, multi_class=True)]
-    infos = build_index(paths, list_file + ".index.jsonl", workers=workers, progress=sys.stderr.isatty())
+    infos = build_index(paths, index_path_for(list_file), workers=workers, progress=sys.stderr.isatty())
     for status, n in sorted(Counter(i.status for i in infos.values()).items()):
         click.echo(f"{status:>12}: {n}")
-    click.echo(f"index: {list_file}.index.jsonl")
+    click.echo(f"index: {index_path_for(list_file)}")
 
 
 @prepare.command("synthetic")
@@ -213,7 +218,10 @@ def index_command(list_file, data_prefix, workers):
 @click.option("--size", default="80x64", show_default=True, help="Frame size WxH.")
 def synthetic_command(out, seed, videos_per_class, size):
     """Write the synthetic action dataset (frames, flow, H.264, VP9, lists) used by the demo and tests."""
-    w, h = (int(v) for v in size.lower().split("x"))
+    try:
+        w, h = parse_wxh(size)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--size") from None
     summary = make_synthetic_dataset(out, SyntheticSpec(seed=seed, train_per_class=videos_per_class,
                                                         width=w, height=h))
     click.echo(f"{summary['num_classes']} classes, {summary['counts']} videos written to {out}")

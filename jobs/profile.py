@@ -7,11 +7,12 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 
 import click
 
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, device_option
 from jobs.profiling.report import format_report, write_json
 from jobs.profiling.report import plot as plot_report
 from jobs.profiling.runner import MODES, run, synthetic_overrides
 from jobs.training.config import load_config
+from jobs.training.distributed import dali_device, pick_device
 
 
 @click.command("profile")
@@ -21,8 +22,7 @@ from jobs.training.config import load_config
 @click.option("--split", "splits", multiple=True, type=click.Choice(("train", "val", "test")), default=("train",),
               show_default=True, help="Data mode: which protocol's pipeline (repeatable; test = the recipe's views).")
 @click.option("--compare", is_flag=True, help="Also run the PyTorch DataLoader baseline (PIL/PyAV workers).")
-@click.option("--device", type=click.Choice(("cpu", "gpu")), default="cpu", show_default=True,
-              help="gpu: nvJPEG/NVDEC pipeline and a CUDA model.")
+@device_option("cpu")
 @click.option("--warmup", type=int, help="Untimed batches / iterations first (default 5).")
 @click.option("--iters", type=int, help="Timed batches in data and step modes (default 30).")
 @click.option("--model-iters", type=int, help="Timed videos in model mode (default 195 on a GPU like benchmark.py, 3 "
@@ -48,6 +48,7 @@ def profile_command(config, modes, splits, compare, device, warmup, iters, model
         overrides = synthetic_overrides(synthetic_size, data_root, videos_per_class, repeat, say)
     cfg = load_config(config, overrides + list(cfg_options))
     chosen = MODES if "all" in modes else tuple(m for m in MODES if m in modes)
+    device = dali_device(pick_device(device))[0]      # the DALI device: cpu | gpu
     report = run(cfg, modes=chosen, splits=splits, device=device, compare=compare, warmup=warmup, iters=iters,
                  detail=detail, train_batch=train_batch, ref_workers=ref_workers, model_iters=model_iters, say=say)
     if synthetic_size:

@@ -9,11 +9,13 @@ import dataclasses
 
 import click
 
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, device_option
 from jobs.training.config import load_config
 from jobs.training.evaluation import METRICS
+from jobs.training.loaders import DataError
 from jobs.training.protocols import PROTOCOLS, with_protocol
 from jobs.training.tester import Incomplete, test_checkpoint
+from model.tsn import AVERAGE_CLIPS
 
 
 @click.command("test", context_settings={"ignore_unknown_options": False})
@@ -22,7 +24,7 @@ from jobs.training.tester import Incomplete, test_checkpoint
 @click.argument("extra_metrics", nargs=-1)
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="recipe", show_default=True,
               help="Test views: the recipe's, or a model-zoo protocol.")
-@click.option("--average-clips", type=click.Choice(["none", "score", "prob"]), help="Override runtime.average_clips.")
+@click.option("--average-clips", type=click.Choice(AVERAGE_CLIPS), help="Override runtime.average_clips.")
 @click.option("--eval", "eval_metrics", multiple=True, type=click.Choice(METRICS),
               help="Metrics (MMAction2 shape `--eval top_k_accuracy mean_class_accuracy` also accepted).")
 @click.option("--out", help="Write metrics as JSON here.")
@@ -31,7 +33,7 @@ from jobs.training.tester import Incomplete, test_checkpoint
 @click.option("--prefix", help="Data prefix for --list.")
 @click.option("--allow-partial", is_flag=True, help="Report metrics even if some videos could not be evaluated.")
 @cfg_options
-@click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
+@device_option()
 def test_command(config, checkpoint, extra_metrics, protocol, average_clips, eval_metrics, out, dump, list_file,
                  prefix, allow_partial, cfg_options, device):
     """Test CHECKPOINT with CONFIG's test protocol."""
@@ -45,8 +47,10 @@ def test_command(config, checkpoint, extra_metrics, protocol, average_clips, eva
     try:
         test_checkpoint(dataclasses.replace(cfg, runtime=runtime), checkpoint, device=device, out=out, dump=dump,
             list_file=list_file, prefix=prefix, allow_partial=allow_partial)
-    except Incomplete as err:
-        raise click.ClickException(str(err)) from None
+    except (Incomplete, DataError) as err:
+        hint = "\n(--allow-partial evaluates the readable videos and lists the others)" \
+            if isinstance(err, DataError) else ""
+        raise click.ClickException(str(err) + hint) from None
 
 
 if __name__ == "__main__":

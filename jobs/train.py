@@ -7,7 +7,7 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 
 import click
 
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, device_option
 from jobs.training.config import load_config
 from jobs.training.trainer import train
 
@@ -24,7 +24,7 @@ from jobs.training.trainer import train
 @click.option("--seed", type=int, help="Override runtime.seed.")
 @click.option("--deterministic", is_flag=True, help="Deterministic algorithms (bit-exact resume on one process).")
 @cfg_options
-@click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
+@device_option()
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events to <work_dir>/tensorboard.")
 def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_validate, legacy_validate, seed,
                   deterministic, cfg_options, device, tensorboard):

@@ -25,7 +25,8 @@ DOWNLOAD_TIMEOUT_S = 60.0  # a firewalled network drops packets; without a timeo
 def _torchvision_resnet(arch: str):
     """(constructor, IMAGENET1K_V1 weights) for `arch`.
 
-    V1 = the original ImageNet-1k weights that MMAction2 0.x loaded via `torchvision://resnetXX` (spec §1.3).
+    V1 = the original ImageNet-1k weights that MMAction2 0.x loaded via `torchvision://resnetXX` (MMAction2 v0.24.1
+    mmaction/models/backbones/resnet.py `init_weights`).
     """
     tv = torchvision.models
     table = {

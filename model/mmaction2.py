@@ -1,4 +1,5 @@
-"""MMAction2 0.x/1.x TSN checkpoints -> this project's TSN (spec §7).
+"""MMAction2 0.x/1.x TSN checkpoints -> this project's TSN (key names: MMAction2 v0.24.1
+mmaction/models/backbones/resnet.py `ResNet._load_torchvision_checkpoint`, mmaction/models/heads/tsn_head.py).
 
 MMAction2 wraps every conv+BN pair in an mmcv ConvModule (`<name>.conv`, `<name>.bn`); torchvision names the
 BN after the conv (`conv2` -> `bn2`) and numbers the downsample pair (`downsample.0`, `downsample.1`).

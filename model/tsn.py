@@ -1,4 +1,5 @@
-"""TSN = a 2D ResNet applied to every view, features averaged over views, one dropout + FC (spec §1).
+"""TSN = a 2D ResNet applied to every view, features averaged over views, one dropout + FC (MMAction2 v0.24.1
+mmaction/models/recognizers/recognizer2d.py, mmaction/models/heads/tsn_head.py).
 
 A "view" is any frame (RGB) or flow stack the pipeline produced for one video: segments in training,
 segments x crops x clips at test time. All views go through one consensus, so the test protocol is only a
@@ -168,7 +169,8 @@ def reset_head(model: TSN, num_classes: int) -> str:
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, fc_lr5: bool = False) -> list[dict]:
-    """SGD parameter groups. fc_lr5=False: one group. fc_lr5=True: MMAction2's TSMOptimizerConstructor (§1.4).
+    """SGD parameter groups. fc_lr5=False: one group. fc_lr5=True: MMAction2's TSMOptimizerConstructor
+    (v0.24.1 mmaction/core/optimizer/tsm_optimizer_constructor.py).
 
     Groups carry a "name" key (torch keeps extra keys), empty groups are dropped, and parameters with
     requires_grad False (partial_bn) are left out. The last nn.Linear is "the last fc".

@@ -32,6 +32,9 @@ class VideoRecord:
         return self.labels[0]
 
 
+MODALITIES = ("RGB", "Flow")       # MMAction2's spellings, the only ones the project uses
+
+
 @dataclass(frozen=True)
 class FrameLayout:
     """How the frames of a rawframe record are named (MMAction2 `filename_tmpl`, `start_index`, `modality`)."""
@@ -41,7 +44,7 @@ class FrameLayout:
     modality: str = "RGB"                  # "RGB" | "Flow"
 
     def __post_init__(self):
-        if self.modality not in ("RGB", "Flow"):
+        if self.modality not in MODALITIES:
             raise ValueError(f"modality must be 'RGB' or 'Flow', got {self.modality!r}")
         fields = [f for _, f, _, _ in string.Formatter().parse(self.filename_tmpl) if f is not None]
         if not fields:
@@ -54,7 +57,8 @@ class FrameLayout:
     def frame_paths(self, record: VideoRecord, indices) -> list[str]:
         """Files for 0-based sampled indices that already include start_index (as the samplers return them).
 
-        RGB: one path per index. Flow: two per index, interleaved [x_0, y_0, x_1, y_1, ...] (spec §3.4).
+        RGB: one path per index. Flow: two per index, interleaved [x_0, y_0, x_1, y_1, ...] (MMAction2
+        v0.24.1 mmaction/datasets/pipelines/loading.py RawFrameDecode).
         """
         files = []
         for i in indices:

@@ -1,9 +1,10 @@
 """Spatial geometry: where each output view of a video comes from in its source frames.
 
 Reproduces the box arithmetic of MMAction2's Resize / MultiScaleCrop / RandomResizedCrop / CenterCrop /
-ThreeCrop / TenCrop / Flip (spec §3.5–§3.9), without touching pixels. :func:`plan_views` turns one video's
-source size and an :class:`Augment` into a list of :class:`View` s whose boxes are in *source* pixels, so the
-caller can crop and resize in one resample (DALI ROI resize) instead of resize -> crop -> resize.
+ThreeCrop / TenCrop / Flip (v0.24.1 mmaction/datasets/pipelines/augmentations.py), without touching pixels.
+:func:`plan_views` turns one video's source size and an :class:`Augment` into a list of :class:`View` s whose
+boxes are in *source* pixels, so the caller can crop and resize in one resample (DALI ROI resize) instead of
+resize -> crop -> resize.
 
 Box convention: ``(x1, y1, x2, y2)``, exclusive right/bottom (``img[y1:y2, x1:x2]``), in the coordinate
 frame of the image the transform sees. Randomness comes from one caller-supplied numpy Generator
@@ -21,6 +22,17 @@ Box = tuple[int, int, int, int]
 
 RESIZES = ("short_side", "fixed", "none")
 CROPS = ("multiscale", "random_resized", "center", "three", "ten", "none")
+
+
+def parse_wxh(text: str) -> tuple[int, int]:
+    """'340x256' -> (340, 256): sizes are written width first everywhere in the project."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise ValueError(f"size must look like 340x256 (width x height), got {text!r}") from None
+    if w < 1 or h < 1:
+        raise ValueError(f"size must be positive, got {text!r}")
+    return w, h
 
 
 def rescale_size(w: int, h: int, short_side: int) -> tuple[int, int]:

@@ -1,4 +1,5 @@
-"""uint8 clips -> the model's float input, on the training device (spec §3.10).
+"""uint8 clips -> the model's float input, on the training device (MMAction2 v0.24.1
+mmaction/datasets/pipelines/augmentations.py Normalize).
 
 Done after the host-to-device copy: 4x fewer bytes cross the bus, and on a GPU the arithmetic is free compared to
 the network. RGB: (v - mean_c) / std_c per channel. Flow: mean/std are given for (x, y) and apply to the
@@ -29,6 +30,19 @@ class Normalize:
         reps = c // len(self.mean)
         if reps * len(self.mean) != c:
             raise ValueError(f"{c} channels do not fit a normalisation with {len(self.mean)} values")
-        mean = torch.tensor(self.mean, device=clips.device).repeat(reps).view(1, 1, c, 1, 1)
-        std = torch.tensor(self.std, device=clips.device).repeat(reps).view(1, 1, c, 1, 1)
+        mean, std = _constants(self.mean, self.std, reps, clips.device)
         return (clips.float() - mean) / std
+
+
+_CACHE: dict = {}
+
+
+def _constants(mean: tuple, std: tuple, reps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, 1, C, 1, 1) mean and std on `device`, made once: building them per batch is a host-to-device copy that
+    synchronises the host with a GPU pipeline every step."""
+    key = (mean, std, reps, str(device))
+    if key not in _CACHE:
+        c = reps * len(mean)
+        _CACHE[key] = tuple(torch.tensor(v, dtype=torch.float32).repeat(reps).view(1, 1, c, 1, 1).to(device)
+                            for v in (mean, std))
+    return _CACHE[key]

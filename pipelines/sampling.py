@@ -1,8 +1,8 @@
 """Temporal sampling: which frame indices of a video feed the network.
 
-Reproduces MMAction2's ``SampleFrames`` and ``DenseSampleFrames`` (spec §3.1, §3.2) as one frozen value
-object, :class:`Sampler`. The arithmetic (floor vs. float division, truncation vs. banker's rounding,
-exclusive vs. inclusive random bounds) follows the spec exactly; only the random *generator* is ours:
+Reproduces MMAction2's ``SampleFrames`` and ``DenseSampleFrames`` (v0.24.1 mmaction/datasets/pipelines/loading.py)
+as one frozen value object, :class:`Sampler`. The arithmetic (floor vs. float division, truncation vs. banker's
+rounding, exclusive vs. inclusive random bounds) follows MMAction2 exactly; only the random *generator* is ours:
 every draw comes from one ``numpy.random.Generator`` handed in by the caller, normally from
 :func:`video_rng`, so data-loader workers need no shared random state and a run is reproducible.
 
@@ -65,6 +65,12 @@ class Sampler:
             raise ValueError("Sampler.twice_sample is a test-time option: it needs test_mode=True")
         if self.twice_sample and self.dense:
             raise ValueError("Sampler.twice_sample is not supported with dense=True (DenseSampleFrames)")
+
+    @property
+    def min_frames(self) -> int:
+        """Frames a video needs so that no sample repeats a frame: one clip span (clip_len * frame_interval) and one
+        frame per segment. Shorter videos are padded by `out_of_bound_opt` (as MMAction2 does), never dropped."""
+        return max(self.clip_len * self.frame_interval, self.num_clips)
 
     @property
     def num_offsets(self) -> int:
@@ -137,7 +143,8 @@ class Sampler:
             # num_sample_positions evenly spaced window starts (linspace then truncation), N offsets each.
             starts = np.linspace(0, sample_position - 1, num=self.num_sample_positions).astype(np.int64)
             return ((starts[:, None] + steps[None, :]) % n).reshape(-1)
-        # Exclusive upper bound sample_position - 1: the last start position is never drawn (spec §3.2).
+        # Exclusive upper bound sample_position - 1: the last start position is never drawn (MMAction2
+        # v0.24.1 loading.py DenseSampleFrames: numpy randint's upper bound is exclusive).
         start = 0 if sample_position == 1 else int(rng.integers(0, sample_position - 1))
         return (start + steps) % n
 

@@ -3,7 +3,7 @@
 It runs inside DALI's Python worker processes (parallel=True, one batch per call), so it is a plain picklable
 object whose output depends only on (epoch, iteration): the order, the frame indices and the geometry of every
 video come from `video_rng(seed, epoch, video)`. Pixel work is left to DALI; this only reads bytes and does the
-numpy geometry of spec §3.
+numpy sampling and geometry of MMAction2 v0.24.1 mmaction/datasets/pipelines/{loading,augmentations}.py.
 
 Every per-sample argument column is one dense (N, ...) array per batch, not N small arrays: each array costs a
 shared-memory slot, a pickle entry and a feed into DALI (~650 of them per training batch of 96 frames). Only the
@@ -20,6 +20,8 @@ import numpy as np
 
 from .annotations import VideoRecord
 from .geometry import Augment, View, plan_views
+from .layout import ClipLayout
+from .plan import GraphPlan
 from .readers import BadSample, Clip
 from .sampling import Sampler, video_rng
 from .sharding import Shard, batches, epoch_order, loadable, shard_videos
@@ -39,16 +41,6 @@ class Epochs:
     shard: Shard = Shard()
 
 
-def box_groups(augment: Augment) -> list[list[int]]:
-    """Views that share one crop box, in view order: TenCrop's (box, mirrored copy) pairs; one view each otherwise.
-
-    The graph resamples each box once and flips the copy: half the resampling work of a 10-crop test.
-    """
-    if augment.crop == "ten":
-        return [[c, c + 1] for c in range(0, augment.num_crops, 2)]
-    return [[c] for c in range(augment.num_crops)]
-
-
 def is_integral(view: View) -> bool:
     return all(float(v).is_integer() for v in view.box)
 
@@ -66,6 +58,15 @@ def slice_box(view: View, width: int, height: int) -> tuple[int, int, int, int]:
             min(width, math.ceil(x2) + 1), min(height, math.ceil(y2) + 1))
 
 
+@dataclass(frozen=True)
+class Column:
+    """One output of the external source: dense columns are one (N, ...) array of `dtype` per batch; ragged ones
+    (encoded bytes, frame indices: sizes differ per sample) a list of arrays."""
+
+    name: str
+    dtype: type | None = None      # None: ragged
+
+
 @dataclass
 class ClipSource:
     records: list[VideoRecord] = field(repr=False)
@@ -73,38 +74,44 @@ class ClipSource:
     sampler: Sampler
     augment: Augment
     epochs: Epochs
+    plan: GraphPlan                # which graph variant consumes these columns (pipelines/plan.py)
     start_index: int = 0
     flow: bool = False
-    decode_slice: bool = False     # decode only the crop window (single-view JPEG pipelines)
-    host_resample: bool = False    # CPU RGB frames: integer boxes are resampled by the loader (see pipelines/loader.py)
     on_error: str = "raise"        # "raise" | "skip"
     bad_log: str | None = None     # JSON lines of skipped samples
+    first_iteration: int = 0       # a rebuilt pipeline resumes its first epoch here (pipelines/recovery.py)
+    only: int | None = None        # probe: every epoch is one batch holding just this shard entry
     _plan_epoch: int = field(default=-1, repr=False)
     _plan: list = field(default_factory=list, repr=False)
 
     def __post_init__(self):
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
-        if self.decode_slice and (self.augment.num_crops != 1 or self.reader.per_video):
+        if self.plan.decode_slice and (self.augment.num_crops != 1 or self.reader.per_video):
             raise ValueError("decode_slice needs a single-view frame-folder pipeline")
-        if self.host_resample and (self.flow or self.reader.per_video):
+        if self.plan.host_resample and (self.flow or self.reader.per_video):
             raise ValueError("host_resample needs an RGB pipeline of frame samples")
+        self.layout = ClipLayout.of(self.sampler, self.augment, flow=self.flow)
 
     def sliced(self, view: View) -> bool:
         """Whether the graph cuts this box with fn.slice (else fn.resize): a plain crop, or on the host-resample
         path any integer box (the loader resamples it)."""
-        return is_integral(view) if self.host_resample else is_plain_crop(view)
+        return is_integral(view) if self.plan.host_resample else is_plain_crop(view)
 
     @property
-    def names(self) -> list[str]:
-        """Output names in external_source order; the graph builds from the same list."""
-        names = ["data"] + (["frames"] if self.reader.per_video else [])
-        names += ["anchor", "shape"] if self.decode_slice else []
-        for u in range(len(box_groups(self.augment))):
-            names += [f"roi_start{u}", f"roi_end{u}", f"sliced{u}", f"corner{u}", f"extent{u}"]
-        for c in range(self.augment.num_crops):
-            names += [f"mirror{c}"] + ([f"invert{c}"] if self.flow else [])
-        return names + ["index"]
+    def columns(self) -> list[Column]:
+        """The external source's outputs in order; the graph names its nodes from the same list."""
+        cols = [Column("data")] + ([Column("frames")] if self.reader.per_video else [])
+        if self.plan.decode_slice:
+            cols += [Column("anchor", np.int32), Column("shape", np.int32)]
+        for u in range(len(self.layout.groups)):
+            cols += [Column(f"roi_start{u}", np.float32), Column(f"roi_end{u}", np.float32),
+                     Column(f"sliced{u}", np.bool_), Column(f"corner{u}", np.int32), Column(f"extent{u}", np.int32)]
+        for c in range(self.layout.crops):
+            cols.append(Column(f"mirror{c}", np.int32))
+            if self.flow:
+                cols.append(Column(f"invert{c}", np.uint8))
+        return cols + [Column("index", np.int64)]
 
     def num_batches(self) -> int:
         per_rank = math.ceil(len(self.records) / self.epochs.shard.world_size)
@@ -121,16 +128,22 @@ class ClipSource:
 
     def __call__(self, info):
         epoch = self.epochs.start_epoch + info.epoch_idx
-        if info.iteration >= self.num_batches():
-            raise StopIteration
-        columns = {name: [] for name in self.names}
-        for entry in self.batch_entries(epoch, info.iteration):
+        if self.only is not None:
+            if info.iteration >= 1:
+                raise StopIteration
+            entries = [self.only]
+        else:
+            iteration = info.iteration + (self.first_iteration if info.epoch_idx == 0 else 0)
+            if iteration >= self.num_batches():
+                raise StopIteration
+            entries = self.batch_entries(epoch, iteration)
+        columns = {column.name: [] for column in self.columns}
+        for entry in entries:
             video, clip, views = self._load(int(entry), epoch)
             # Evaluation counts each video once: padding and substitutes for skipped videos are marked -1.
             counted = entry >= 0 and (video == entry or not self.epochs.pad_mark)
             self._emit(columns, video if counted else -1, clip, views)
-        return tuple(columns[name] if name in RAGGED else np.asarray(columns[name], DTYPES[name.rstrip("0123456789")])
-                     for name in self.names)
+        return tuple(columns[c.name] if c.dtype is None else np.asarray(columns[c.name], c.dtype) for c in self.columns)
 
     def _load(self, entry: int, epoch: int) -> tuple[int, Clip, list[View]]:
         video = loadable(entry)
@@ -167,19 +180,19 @@ class ClipSource:
         if self.reader.per_video:
             columns["frames"].append(clip.frames)
         x0 = y0 = 0
-        if self.decode_slice:
+        if self.plan.decode_slice:
             # The exact box when the loader resamples it (the decoded window is the view), else a 1 px margin.
-            exact = self.host_resample and is_integral(views[0])
+            exact = self.plan.host_resample and is_integral(views[0])
             x0, y0, x1, y1 = (int(v) for v in views[0].box) if exact else slice_box(views[0], clip.width, clip.height)
             columns["anchor"] += [(x0, y0)] * n                 # image_slice takes (x, y)
             columns["shape"] += [(x1 - x0, y1 - y0)] * n
-        for u, members in enumerate(box_groups(self.augment)):
+        for u, members in enumerate(self.layout.groups):
             first = views[members[0]]
             bx1, by1, bx2, by2 = first.box
             # fn.resize ROIs follow the tensor's axis order (y, x), relative to the decoded (maybe sliced) image. An x
             # range given end-first mirrors the output: the first view's flip rides on its resample for free (the
             # host-resample loader flips every view itself).
-            left, right = (bx2, bx1) if first.mirror and not self.host_resample else (bx1, bx2)
+            left, right = (bx2, bx1) if first.mirror and not self.plan.host_resample else (bx1, bx2)
             columns[f"roi_start{u}"] += [(by1 - y0, left - x0)] * n
             columns[f"roi_end{u}"] += [(by2 - y0, right - x0)] * n
             columns[f"sliced{u}"] += [self.sliced(first)] * n
@@ -187,14 +200,10 @@ class ClipSource:
             columns[f"extent{u}"] += [(int(bx2) - int(bx1), int(by2) - int(by1))] * n
         for c, view in enumerate(views):
             columns[f"mirror{c}"] += [int(view.mirror)] * n
-            if self.flow:   # samples alternate x, y (spec §3.4); a Flip inverts only the x components
+            # Flow samples alternate x, y (v0.24.1 loading.py RawFrameDecode); a Flip inverts only the x components.
+            if self.flow:
                 columns[f"invert{c}"] += [(int(view.invert_flow_x and i % 2 == 0),) for i in range(n)]
         columns["index"] += [index] * n
-
-
-RAGGED = ("data", "frames")     # one array per sample (sizes differ); every other column is one (N, ...) array
-DTYPES = {"anchor": np.int32, "shape": np.int32, "roi_start": np.float32, "roi_end": np.float32, "sliced": np.bool_,
-          "corner": np.int32, "extent": np.int32, "mirror": np.int32, "invert": np.uint8, "index": np.int64}
 
 
 def read_bad_log(path: str | None) -> list[dict]:

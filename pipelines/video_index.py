@@ -36,7 +36,7 @@ from pipelines.pyav_decode import (
 from pipelines.timeout import DecodeTimeout, call_with_timeout
 
 INDEX_VERSION = 1  # bump when probe semantics change: cached lines of another version are re-probed
-DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})  # DALI 2.4's bundled libavcodec (dali_notes §1.5)
+DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})  # DALI 2.4's bundled libavcodec (docs/ARCHITECTURE.md, Decoders)
 # NVDEC (DALI "mixed") rule, from the NVDEC application note / DALI FramesDecoderGpu:
 #  * 8-bit 4:2:0 only (H.264 4:2:2/4:4:4 fail before Blackwell; 10-bit not relied on here);
 #  * max coded size per codec below; min 48x16 (the smallest NVDEC limit; some GPUs report larger

@@ -26,3 +26,9 @@ class KeyValueOption(click.Option):
 def cfg_options(fn):
     return click.option("--cfg-options", multiple=True, cls=KeyValueOption,
                         help="key=value overrides: --cfg-options optim.lr=0.02 data.workers=4")(fn)
+
+
+def device_option(default: str | None = None):
+    """`--device cpu | cuda | cuda:N`, the one spelling every command uses (jobs/training/distributed.py)."""
+    from jobs.training.distributed import DEVICE_HELP
+    return click.option("--device", default=default, show_default=default is not None, help=DEVICE_HELP)

@@ -32,7 +32,7 @@ from jobs.dataprep.naming import is_flow_template
 @dataclass(frozen=True)
 class DatasetSpec:
     parse: Callable[[Path], Annotations]
-    rgb_template: str  # what the dataset's configs expect (spec §4.3)
+    rgb_template: str  # what the dataset's configs expect (MMAction2 v0.7.0 `filename_tmpl`)
     flow_template: str
 
 

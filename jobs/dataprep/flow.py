@@ -1,9 +1,10 @@
 """`tsn prepare flow`: TV-L1 optical flow between consecutive grayscale frames, stored as 8-bit JPEGs.
 
-Matches the published TSN flow (spec §3.12): OpenCV DualTVL1 with default parameters, each component
-clipped to [-bound, bound] and quantised as uint8((f + bound) * 255 / (2 * bound)) with truncation, so
-0 px -> 127 and +-20 px -> 255/0. Flow k (between frames k and k+1) is written as index
-start_index + k in `x_...`/`y_...` files, so a video of N frames gives N - 1 flow frames.
+Matches the published TSN flow (MMAction2 v0.24.1 tools/flow_extraction.py): OpenCV DualTVL1 with
+default parameters, each component clipped to [-bound, bound] and quantised as
+uint8((f + bound) * 255 / (2 * bound)) with truncation, so 0 px -> 127 and +-20 px -> 255/0. Flow k
+(between frames k and k+1) is written as index start_index + k in `x_...`/`y_...` files, so a video
+of N frames gives N - 1 flow frames.
 Farneback is offered as a fast preview; it is NOT the algorithm behind the published numbers and
 `flow_meta.json` says so. OpenCV comes from the optional extra `[flow]` and is imported lazily.
 """

@@ -1,6 +1,6 @@
 """The file-list model (samples, splits) and writing MMAction2-format lists and class files.
 
-Lines written (spec §4.1/4.2, tools/data/build_file_list.py):
+Lines written (MMAction2 v0.24.1 mmaction/datasets/{rawframe,video}_dataset.py, tools/data/build_file_list.py):
   rawframes            `<frame_dir> <total_frames> <label> [<label> ...]`
   rawframes with clip  `<frame_dir> <offset> <total_frames> <label>`   (ActivityNet trimmed clips)
   videos               `<relpath.ext> <label> [<label> ...]`

@@ -11,6 +11,7 @@ import dataclasses
 import json
 from pathlib import Path
 
+from pipelines.geometry import parse_wxh
 from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
 
 # The model zoo's three preprocessings as frame sizes of 16:9 footage (most of Kinetics): the fixed 340x256 resize,
@@ -24,10 +25,9 @@ def parse_size(text: str) -> tuple[int, int]:
     if text in FRAME_SIZES:
         return FRAME_SIZES[text]
     try:
-        w, h = (int(v) for v in text.lower().split("x"))
+        return parse_wxh(text)
     except ValueError:
         raise ValueError(f"frame size {text!r}: expected WxH (e.g. 340x256) or one of {sorted(FRAME_SIZES)}") from None
-    return w, h
 
 
 def ensure_dataset(root: str | Path, width: int, height: int, *, videos_per_class: int, val_per_class: int = 2,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from jobs.dataprep.listio import VIDEO_EXTENSIONS
 from jobs.dataprep.runner import Failure, Task
+from pipelines.geometry import rescale_size
 
 
 @dataclass(frozen=True)
@@ -23,23 +24,13 @@ class Resize:
             raise ValueError("sizes must be at least 2 px")
 
 
-def parse_size(text: str) -> tuple[int, int]:
-    """'340x256' -> (340, 256), width first like the rest of the project."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"size must look like 340x256, got {text!r}") from None
-    return w, h
-
-
 def target_size(width: int, height: int, resize: Resize, even: bool = False) -> tuple[int, int]:
     """Output (w, h). Rounds like MMAction2's Resize (int(x + 0.5)); `even` rounds to even numbers,
     which yuv420p (4:2:0 chroma) needs."""
     if resize.size is not None:
         w, h = resize.size
     elif resize.short_side is not None:
-        scale = resize.short_side / min(width, height)
-        w, h = int(width * scale + 0.5), int(height * scale + 0.5)
+        w, h = rescale_size(width, height, resize.short_side)      # the loaders' keep-ratio rule, one definition
     else:
         w, h = width, height
     if even:

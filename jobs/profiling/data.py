@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 from jobs.profiling.timing import Timing, forever, time_batches
 from jobs.training.config import Config
-from jobs.training.loaders import build_loader
+from jobs.training.loaders import build_loader, settings
 from pipelines.graph import build_pipeline
 
 PER_OP_NOTE = ("DALI 2.4 has no per-operator timing on the CPU backend (executor_statistics() reports memory "
@@ -144,26 +144,27 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
     """Throughput of a split's pipeline (variants too, if prepared) and of the reference DataLoader."""
     split, loader = prepared.split, prepared.loader
     source = loader.source
-    frames_per_clip = loader._frames()
-    views_per_clip = source.augment.num_crops * loader.views_per_crop
+    frames_per_clip = loader.layout.frames_per_video
+    views_per_clip = loader.layout.views
     say(f"[data/{split}] DALI loader: {len(loader)} batches per epoch of {source.epochs.batch_size} videos")
     loader_t = time_batches(forever(lambda: loader), warmup=warmup, count=batches, size=lambda b: len(b.index),
                             work=_sync(device))
+    knobs = settings(cfg, device)
     out = {"split": split, "batch": source.epochs.batch_size, "frames_per_clip": frames_per_clip,
-           "views_per_clip": views_per_clip, "threads": cfg.data.threads, "py_workers": cfg.data.workers,
-           "prefetch": cfg.data.prefetch, "cpus": os.cpu_count(), "dali": rates(loader_t, frames_per_clip,
-                                                                               views_per_clip)}
+           "views_per_clip": views_per_clip, "threads": knobs.threads, "py_workers": knobs.workers,
+           "prefetch": knobs.prefetch, "cpus": os.cpu_count(),
+           "dali": rates(loader_t, frames_per_clip, views_per_clip)}
     if prepared.variants:
         say(f"[data/{split}] variant graphs: full graph, decode only, source alone, decode ceiling")
         per_clip = 1 if source.reader.per_video else frames_per_clip
         graph_t, decode_t = (time_graph(prepared.variants.pop(name), per_clip, warmup=warmup, batches=batches)
                              for name in ("graph", "decode_only"))
         source_t = time_source(source, per_clip, warmup=min(warmup, 2), batches=max(2, batches // 2))
-        ceiling_t = decode_ceiling(source, threads=cfg.data.threads, warmup=warmup, batches=batches, device=device)
+        ceiling_t = decode_ceiling(source, threads=knobs.threads, warmup=warmup, batches=batches, device=device)
         out["stages"] = {"graph": rates(graph_t, frames_per_clip, views_per_clip),
                          "decode_only": rates(decode_t, frames_per_clip, views_per_clip),
                          "source_only": rates(source_t, frames_per_clip, views_per_clip)}
-        out["breakdown"] = breakdown(loader_t, graph_t, decode_t, source_t, source.host_resample)
+        out["breakdown"] = breakdown(loader_t, graph_t, decode_t, source_t, source.plan.host_resample)
         if ceiling_t is not None:
             images_per_s = ceiling_t.per_second
             out["ceiling"] = {"images_per_s": images_per_s, "clips_per_s": images_per_s / frames_per_clip,
@@ -172,7 +173,7 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
     if compare:
         out["reference"] = reference(cfg, split, batches=batches, warmup=warmup, device=device,
                                      frames_per_clip=frames_per_clip, views_per_clip=views_per_clip,
-                                     workers=ref_workers or cfg.data.threads, say=say)
+                                     workers=ref_workers or knobs.threads, say=say)
         out["ratio"] = out["dali"]["clips_per_s"] / out["reference"]["clips_per_s"]
     return out
 

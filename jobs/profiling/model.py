@@ -1,6 +1,6 @@
 """`tsn profile --mode model` and `--mode step`: the network alone, then the real training loop on real data.
 
-model: MMAction2's tools/analysis/benchmark.py procedure (spec §9) — random weights, batch 1 video with the recipe's
+model: MMAction2's tools/analysis/benchmark.py procedure (v0.24.1) — random weights, batch 1 video with the recipe's
 test views (e.g. 25 clips x 10 crops = 250), warm-up excluded, timed region = host->device copy + normalisation +
 forward + scores back on the host; no data I/O. Plus the training step alone on a random uint8 batch.
 step: train_step over the real loader; data_time = waiting for the next batch, step_time = the step itself, so
@@ -18,7 +18,7 @@ from jobs.profiling.timing import forever, latency_summary, time_calls
 from jobs.training.config import Config
 from jobs.training.engine import Trainer, make_amp, predict_views, train_step
 from model.tsn import build_tsn, param_groups
-from pipelines.graph import output_size
+from pipelines.layout import ClipLayout
 
 LOADER_BOUND = 0.10      # a data_time share above this means the model waits on the loader
 
@@ -35,11 +35,8 @@ def _sync(dev: torch.device):
 def views_and_shape(cfg: Config, split: str) -> tuple[int, tuple[int, int, int]]:
     """Views per video and (C, H, W) of each, as the recipe's `split` pipeline produces them."""
     part = getattr(cfg, split)
-    flow = cfg.data.modality == "Flow"
-    s = part.sampler
-    views = part.augment.num_crops * s.num_offsets * (1 if flow else s.clip_len)
-    w, h = output_size(part.augment)
-    return views, (2 * s.clip_len if flow else 3, h, w)
+    layout = ClipLayout.of(part.sampler, part.augment, flow=cfg.data.modality == "Flow")
+    return layout.views, (layout.channels, layout.out_h, layout.out_w)
 
 
 def make_trainer(cfg: Config, dev: torch.device) -> Trainer:
@@ -131,7 +128,8 @@ def profile_step(cfg: Config, loader, *, device: str, warmup: int, iters: int, c
            "dali": run_steps(trainer, forever(lambda: loader), warmup=warmup, count=iters)}
     if compare:
         from jobs.profiling.reference_loader import build_reference_loader
-        workers = ref_workers or cfg.data.threads
+        from jobs.training.loaders import settings
+        workers = ref_workers or settings(cfg, device).threads
         say(f"[step] training loop on the reference DataLoader ({workers} workers)")
         ref = build_reference_loader(cfg, "train", workers=workers)
         out["reference"] = run_steps(trainer, forever(lambda: ref), warmup=warmup, count=iters)

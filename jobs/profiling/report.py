@@ -79,6 +79,8 @@ def format_step(s: dict) -> str:
 
 def format_report(report: dict) -> str:
     parts = [f"tsn profile {report['config']} (device {report['device']})"]
+    if "loader_settings" in report:     # the device defaults of pipelines/defaults.py, after the recipe's overrides
+        parts[0] += "\nloader settings: " + ", ".join(f"{k}={v}" for k, v in report["loader_settings"].items())
     parts += [format_data(d) for d in report.get("data", [])]
     if "model" in report:
         parts.append(format_model(report["model"]))

@@ -22,7 +22,7 @@ def machine() -> dict:
     info = {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "dali": nvidia.dali.__version__, "torch": torch.__version__,
             "pillow": PIL.__version__, "torch_threads": torch.get_num_threads()}
-    if torch.cuda.is_available():
+    if torch.cuda.device_count():       # device_count() does not initialise the CUDA driver; is_available() does
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
 
@@ -40,12 +40,15 @@ def run(cfg: Config, *, modes: tuple[str, ...], splits: tuple[str, ...] = ("trai
         train_batch: int | None = None, ref_workers: int | None = None, model_iters: int | None = None,
         say=print) -> dict:
     """The whole profile as one dict (the JSON written by --out)."""
-    report = {"config": cfg.name, "device": device, "machine": machine(), "modes": list(modes)}
     from jobs.profiling.data import prepare_data, profile_data
     from jobs.profiling.model import prepare_step, profile_model, profile_step
-    # Every DALI pipeline first: their workers fork, which DALI refuses once a CUDA context exists (GPU runs).
+    from jobs.training.loaders import settings
+    # Every DALI pipeline first: on the CPU their workers fork, which is only safe before CUDA is initialised (GPU
+    # pipelines spawn theirs, pipelines/workers.py); machine() asks CUDA for the GPU's name, so it comes after.
     prepared = [prepare_data(cfg, s, device=device, detail=detail) for s in splits] if "data" in modes else []
     step_loader = prepare_step(cfg, device) if "step" in modes else None
+    report = {"config": cfg.name, "device": device, "machine": machine(), "modes": list(modes),
+              "loader_settings": settings(cfg, device).describe()}
     if prepared:
         w, n = defaults("data", device, warmup, iters)
         report["data"] = [profile_data(cfg, p, batches=n, warmup=w, device=device, compare=compare,

@@ -14,9 +14,14 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:        # Python 3.10: the same parser from PyPI (setup.cfg)
+    import tomli as tomllib
 
-from model.tsn import TSNConfig
+from jobs.training.evaluation import METRICS
+from model.tsn import AVERAGE_CLIPS, TSNConfig
+from pipelines.annotations import MODALITIES
 from pipelines.geometry import Augment
 from pipelines.normalize import Normalize
 from pipelines.sampling import Sampler
@@ -45,25 +50,31 @@ class DataConfig:
     decoder: str = "auto"                 # videos: "auto" (DALI/NVDEC on GPU, PyAV on CPU) | "dali" | "pyav"
     videos_per_gpu: int = 32
     val_videos_per_gpu: int | None = None   # None: same as videos_per_gpu
-    test_videos_per_gpu: int = 1
+    test_videos_per_gpu: int | None = None  # None: the device's default (pipelines/defaults.py: CPU 1, GPU 4)
     workers: int = 2                      # DALI Python workers reading files (per rank)
-    threads: int = 2                      # DALI decoding threads (per rank)
-    prefetch: int = 2
+    threads: int | None = None            # DALI threads per rank; None: the device's default (pipelines/defaults.py)
+    prefetch: int | None = None           # batches in flight; None: max(2, workers)
+    hw_decoder_load: float | None = None  # GPU JPEG: share sent to the hardware decoder; None: 0.9
+    batch_timeout: float = 600.0          # seconds without a batch before the loader's watchdog ends the run
     on_error: str | None = None           # "skip" | "raise"; None: skip for training, raise for val/test/predict
     max_bad_fraction: float = 0.01
     decode_timeout: float = 30.0
 
     def __post_init__(self):
         _choice("source", self.source, ("frames", "video"))
-        _choice("modality", self.modality, ("RGB", "Flow"))
+        _choice("modality", self.modality, MODALITIES)
         _choice("decoder", self.decoder, ("auto", "dali", "pyav"))
         if self.on_error is not None:
             _choice("on_error", self.on_error, ("skip", "raise"))
         if self.source == "video" and self.modality == "Flow":
             raise ValueError("flow is read from frame folders (source = 'frames')")
         for name in ("videos_per_gpu", "test_videos_per_gpu", "workers", "threads", "prefetch"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
+        if self.hw_decoder_load is not None and not 0.0 <= self.hw_decoder_load <= 1.0:
+            raise ValueError("hw_decoder_load must be in [0, 1]")
+        if self.batch_timeout <= 0:
+            raise ValueError("batch_timeout must be > 0 (seconds)")
         if not 0.0 <= self.max_bad_fraction <= 1.0:
             raise ValueError("max_bad_fraction must be in [0, 1]")
 
@@ -111,16 +122,16 @@ class RuntimeConfig:
     eval_interval: int = 5
     keep_last: int = 3
     log_interval: int = 20
-    average_clips: str = "none"           # "none" | "score" | "prob" (spec §1.2)
+    # "none" | "score" | "prob": MMAction2 v0.24.1 mmaction/models/recognizers/base.py `average_clip`
+    average_clips: str = "none"
     metrics: tuple[str, ...] = ("top_k_accuracy", "mean_class_accuracy")
     max_views_per_forward: int = 250      # test-time chunking of the views of one video (bounded memory)
     load_from: str = ""                   # weights to start from (fine-tuning), e.g. a K400 checkpoint
 
     def __post_init__(self):
-        _choice("average_clips", self.average_clips, ("none", "score", "prob"))
-        known = ("top_k_accuracy", "mean_class_accuracy", "mean_average_precision", "mmit_mean_average_precision")
+        _choice("average_clips", self.average_clips, AVERAGE_CLIPS)
         for m in self.metrics:
-            _choice("metrics", m, known)
+            _choice("metrics", m, METRICS)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,12 @@
-"""torchrun environment -> one `Dist` value object; the single DDP wrapper; the few collectives the jobs need."""
+"""torchrun environment -> one `Dist` value object; the single DDP wrapper; the few collectives the jobs need;
+how a failing rank leaves (`exit_on_error`)."""
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -27,18 +32,51 @@ class Dist:
     @property
     def data_device(self) -> str:
         """Where the DALI graph runs: "gpu" (nvJPEG/NVDEC) when training on CUDA, else "cpu"."""
-        return "gpu" if self.device.type == "cuda" else "cpu"
+        return dali_device(self.device)[0]
+
+    @property
+    def data_device_id(self) -> int | None:
+        """The CUDA device DALI runs on: the one torch trains on (`--device cuda:1` -> 1), None on the CPU."""
+        return dali_device(self.device)[1]
+
+
+# The one spelling of a device across every command: torch's.
+DEVICE_HELP = "cpu | cuda | cuda:N (default: CUDA when a device is visible, else cpu)."
+
+
+class DeviceError(ValueError):
+    """A --device value that cannot be used here."""
 
 
 def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    """`--device` value ("cpu", "cuda", "cuda:1" or None = CUDA when available) -> torch.device for this rank."""
+    """`--device` value ("cpu", "cuda", "cuda:1" or None = CUDA when available) -> torch.device for this rank.
+
+    Uses torch.cuda.device_count(), which does not initialise the CUDA driver (is_available() does): this runs before
+    the loaders start their workers.
+    """
+    gpus = torch.cuda.device_count()
     if requested in (None, "auto"):
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
+        requested = "cuda" if gpus else "cpu"
     if requested.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError("--device cuda asked for, but torch sees no CUDA device")
-        return torch.device("cuda", local_rank if requested == "cuda" else int(requested.split(":")[1]))
-    return torch.device(requested)
+        if not gpus:
+            raise DeviceError(f"--device {requested}: torch sees no CUDA device on this machine")
+        try:
+            index = local_rank if requested == "cuda" else int(requested.split(":", 1)[1])
+        except ValueError:
+            raise DeviceError(f"--device {requested!r}: expected {DEVICE_HELP}") from None
+        if not 0 <= index < gpus:
+            raise DeviceError(f"--device {requested}: this machine has CUDA devices 0..{gpus - 1}")
+        return torch.device("cuda", index)
+    if requested != "cpu":
+        raise DeviceError(f"--device {requested!r}: expected {DEVICE_HELP}")
+    return torch.device("cpu")
+
+
+def dali_device(device: torch.device) -> tuple[str, int | None]:
+    """A torch device -> (DALI device, device_id): ("gpu", index) for CUDA, ("cpu", None) otherwise."""
+    if device.type == "cuda":
+        return "gpu", device.index if device.index is not None else 0
+    return "cpu", None
 
 
 def init_distributed(requested_device: str | None = None, timeout_min: int = 30) -> Dist:
@@ -76,6 +114,13 @@ def gather_objects(obj, dist: Dist) -> list:
     return out
 
 
+def all_reduce_max_(tensor: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """`tensor`, in place, as its elementwise maximum over the ranks; untouched (no collective) on one process."""
+    if dist.distributed:
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
+    return tensor
+
+
 def barrier(dist: Dist):
     if dist.distributed:
         torch_dist.barrier()
@@ -84,3 +129,34 @@ def barrier(dist: Dist):
 def shutdown(dist: Dist):
     if dist.distributed and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+@contextmanager
+def exit_on_error(dist: Dist, cleanup=None):
+    """Under DDP, an exception on this rank ends this process at once: message with the rank, traceback, exit 1.
+
+    The other ranks are then stuck in a collective that cannot complete. torchrun stops every worker as soon as one
+    exits non-zero (the normal path), and a gloo peer also sees this rank's sockets close and fails its collective.
+    What must not happen is this rank hanging on its way out: unwinding normally runs the destructors of DALI
+    pipelines (whose Python workers are other processes), of the process group and of CUDA state, and some of those
+    wait for peers or workers that will never answer. So, after `cleanup()` (e.g. closing log files), this
+    process's own child processes (DALI's workers) are terminated and it leaves with os._exit, skipping them.
+    A single process just raises.
+    """
+    try:
+        yield
+    except BaseException as err:
+        if not dist.distributed or (isinstance(err, SystemExit) and err.code in (0, None)):
+            raise
+        try:
+            sys.stdout.flush()
+            traceback.print_exc()
+            print(f"[rank {dist.rank}/{dist.world_size}] {type(err).__name__}: {err}\n"
+                  f"[rank {dist.rank}/{dist.world_size}] exiting; torchrun stops the other ranks", file=sys.stderr)
+            sys.stderr.flush()
+            if cleanup is not None:
+                cleanup()
+            for child in multiprocessing.active_children():
+                child.terminate()
+        finally:
+            os._exit(1)

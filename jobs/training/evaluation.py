@@ -1,4 +1,4 @@
-"""Scores + labels -> the recipe's named metrics (spec §6)."""
+"""Scores + labels -> the recipe's named metrics (MMAction2 v0.24.1 mmaction/core/evaluation/accuracy.py)."""
 from __future__ import annotations
 
 import numpy as np

@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+
+import numpy as np
 
 from jobs.training.config import Config
 from pipelines.annotations import (
@@ -11,9 +14,12 @@ from pipelines.annotations import (
     load_rawframe_list,
     load_video_list,
 )
-from pipelines.graph import build_pipeline
+from pipelines.defaults import LoaderSettings, loader_settings
+from pipelines.graph import Decoding, build_pipeline
 from pipelines.loader import ClipLoader
+from pipelines.plan import plan_graph
 from pipelines.readers import FrameFolderReader, PyAVReader, VideoFileReader
+from pipelines.sampling import Sampler, video_rng
 from pipelines.sharding import Shard
 from pipelines.source import ClipSource, Epochs
 
@@ -42,12 +48,11 @@ def load_records(cfg: Config, split: str, list_file: str | None = None, prefix: 
 
 def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, workers: int = 2):
     """Fill total_frames from the cached video index; returns (records, {path: (w, h)} of readable videos)."""
-    from pipelines.video_index import build_index
-    infos = build_index([r.path for r in records], list_file + ".index.jsonl", workers=workers, progress=False)
-    bad = [(r, infos[r.path]) for r in records if infos[r.path].status != "ok"]
+    from pipelines.video_index import build_index, index_path_for
+    infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers, progress=False)
+    bad = [(r, f"{infos[r.path].status} ({infos[r.path].reason})") for r in records if infos[r.path].status != "ok"]
     if strict and bad:
-        lines = "\n".join(f"  {r.source}: {r.path}: {i.status} ({i.reason})" for r, i in bad[:20])
-        raise DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
+        raise unusable(bad, list_file)
     out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames) if infos[r.path].status == "ok" else
            dataclasses.replace(r, total_frames=None, problem=f"{infos[r.path].status}: {infos[r.path].reason}")
            for r in records]
@@ -55,19 +60,62 @@ def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, wo
     return out, sizes
 
 
-def batch_size(cfg: Config, split: str) -> int:
+def settings(cfg: Config, device: str) -> LoaderSettings:
+    """The recipe's loader knobs with the device's defaults filled in (pipelines/defaults.py)."""
+    d = cfg.data
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))      # torchrun: ranks sharing this host's cores
+    return loader_settings(device, workers=d.workers, threads=d.threads, prefetch=d.prefetch,
+                           test_batch=d.test_videos_per_gpu, hw_decoder_load=d.hw_decoder_load,
+                           local_ranks=local_ranks)
+
+
+def unusable(bad: list[tuple[VideoRecord, str]], list_file: str) -> DataError:
+    """One error listing every unusable entry as `list:line: path: reason`."""
+    lines = "\n".join(f"  {r.source}: {r.path}: {reason}" for r, reason in bad)
+    return DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
+
+
+def unreadable_folders(records: list[VideoRecord], layout: FrameLayout, sampler: Sampler, start_index: int,
+                       seed: int) -> list[tuple[VideoRecord, str]]:
+    """Frame folders an evaluation cannot read, found up front: (record, reason) for each.
+
+    Evaluation runs one epoch, and ClipSource reads exactly the frames `sampler` picks for video i with
+    video_rng(seed, 0, i) (test-mode samplers pick fixed frames anyway), so those files are what is checked: one
+    stat call each, no reading or decoding (a corrupt JPEG is `tsn prepare check --full`'s business).
+    """
+    bad = []
+    for i, r in enumerate(records):
+        if not r.total_frames or r.total_frames < 1:
+            bad.append((r, f"no frames (total_frames={r.total_frames})"))
+        elif not os.path.isdir(r.path):
+            bad.append((r, "no such frame folder"))
+        else:
+            picked = np.unique(sampler(r.total_frames, start_index, video_rng(seed, 0, i)))
+            missing = [f for f in layout.frame_paths(r, picked) if not os.path.isfile(f)]
+            if missing:
+                bad.append((r, f"{len(missing)} of the {len(picked) * (2 if layout.modality == 'Flow' else 1)} "
+                               f"sampled frame files missing, first {missing[0]}"))
+    return bad
+
+
+def batch_size(cfg: Config, split: str, device: str = "cpu") -> int:
     d = cfg.data
     if split == "train":
         return d.videos_per_gpu
     if split == "val":
         return d.val_videos_per_gpu or d.videos_per_gpu
-    return d.test_videos_per_gpu
+    return settings(cfg, device).test_batch
 
 
 def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str = "cpu", device_id: int | None = None,
                  start_epoch: int = 0, work_dir: str | None = None, list_file: str | None = None,
-                 prefix: str | None = None, batch: int | None = None, on_error: str | None = None) -> ClipLoader:
-    """A loader for `split` ("train" | "val" | "test") of `cfg`, sharded for this rank."""
+                 prefix: str | None = None, batch: int | None = None, on_error: str | None = None,
+                 gpu_graph: bool = False) -> ClipLoader:
+    """A loader for `split` ("train" | "val" | "test") of `cfg`, sharded for this rank.
+
+    device: where the DALI graph runs ("cpu" | "gpu"; device_id = the CUDA device index). gpu_graph: on the CPU, run
+    the graph a GPU would run (full-frame decode, every resample in DALI) instead of the CPU's fast path.
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     d, part = cfg.data, getattr(cfg, split)
@@ -75,29 +123,37 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
     records = load_records(cfg, split, list_file, prefix)
     flow = d.modality == "Flow"
     if d.source == "frames":
-        reader = FrameFolderReader(FrameLayout(d.filename_tmpl, d.first_index, d.modality))
+        layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
+        if policy == "raise" and split != "train":     # refuse before any work, naming every unreadable folder
+            bad = unreadable_folders(records, layout, part.sampler, d.first_index, cfg.runtime.seed)
+            if bad:
+                raise unusable(bad, list_file or split_files(cfg, split)[0])
+        reader = FrameFolderReader(layout)
     else:
         records, sizes = index_videos(records, list_file or split_files(cfg, split)[0],
                                       strict=policy == "raise", workers=d.workers)
         decoder = d.decoder if d.decoder != "auto" else ("dali" if device == "gpu" else "pyav")
         reader = VideoFileReader(sizes) if decoder == "dali" else PyAVReader(d.decode_timeout)
-    epochs = Epochs(batch_size=batch or batch_size(cfg, split), shuffle=split == "train",
+    knobs = settings(cfg, device)
+    epochs = Epochs(batch_size=batch or batch_size(cfg, split, device), shuffle=split == "train",
                     pad_mark=split != "train", seed=cfg.runtime.seed, start_epoch=start_epoch, shard=shard)
     bad_log = None
     if work_dir:
         os.makedirs(work_dir, exist_ok=True)
         bad_log = os.path.join(work_dir, "bad_samples.jsonl")
-    # CPU, RGB frames: integer crop boxes are resampled by the loader in torch (DALI's CPU resize was half the time).
-    host_resample = device == "cpu" and not flow and not reader.per_video
-    source = ClipSource(records, reader, part.sampler, part.augment, epochs, start_index=d.first_index, flow=flow,
-                        decode_slice=d.source == "frames" and part.augment.num_crops == 1,
-                        host_resample=host_resample, on_error=policy, bad_log=bad_log)
-    pipeline = build_pipeline(source, device=device, num_threads=d.threads, py_workers=d.workers,
-                              prefetch=d.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank)
+    plan = plan_graph(device, jpeg=d.source == "frames", per_video=reader.per_video, flow=flow,
+                      crops=part.augment.num_crops, gpu_graph=gpu_graph)
+    source = ClipSource(records, reader, part.sampler, part.augment, epochs, plan, start_index=d.first_index,
+                        flow=flow, on_error=policy, bad_log=bad_log)
+    build = functools.partial(build_pipeline, device=device, num_threads=knobs.threads, py_workers=knobs.workers,
+                              prefetch=knobs.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank,
+                              decoding=Decoding(hw_decoder_load=knobs.hw_decoder_load))
+    pipeline = build(source)
     loader = ClipLoader(source, pipeline, num_classes=cfg.model.num_classes, multi_label=d.multi_class,
-                        max_bad_fraction=d.max_bad_fraction if policy == "skip" else 1.0)
+                        max_bad_fraction=d.max_bad_fraction if policy == "skip" else 1.0,
+                        batch_timeout=d.batch_timeout, build=build)
     # Videos with fewer frames than a sample needs (one clip, or one frame per segment) are padded as MMAction2
     # does (repeated frames, out_of_bound_opt), never dropped: count them so it is not silent.
-    need = max(part.sampler.clip_len * part.sampler.frame_interval, part.sampler.num_clips)
+    need = part.sampler.min_frames
     loader.short_videos = [r.source for r in records if r.total_frames is not None and 0 < r.total_frames < need]
     return loader

@@ -1,6 +1,6 @@
 """Two log channels: a human line (stdout + <work_dir>/train.log) and JSON lines (<work_dir>/log.jsonl).
 
-JSON keys are stable: mode, epoch, iter, lr, loss, time, data_time, memory, and the metric names (top1_acc,
+JSON keys are stable: mode, epoch, iter, lr, loss, skipped, time, data_time, memory, and the metric names (top1_acc,
 top5_acc, mean_class_accuracy, ...). Only rank 0 writes. TensorBoard is one flag away (`tensorboard=True`).
 """
 from __future__ import annotations

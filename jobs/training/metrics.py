@@ -1,4 +1,5 @@
-"""Evaluation metrics and two-stream fusion on per-video score matrices (numpy only; spec §6, §10).
+"""Evaluation metrics and two-stream fusion on per-video score matrices (numpy only; MMAction2
+v0.24.1 mmaction/core/evaluation/accuracy.py, tools/analysis/report_accuracy.py).
 
 Scores are (V, K): one row per video (averaged logits or probabilities), K classes. Single-label targets are
 (V,) ints; multi-label targets are (V, K) many-hot arrays.
@@ -44,7 +45,7 @@ def mean_class_accuracy(scores, labels) -> float:
     """Mean per-class recall of the argmax prediction over every class that is predicted or present.
 
     A class that is only ever predicted (no ground-truth video) counts as accuracy 0 and still enters the mean
-    (MMAction2 quirk, §11.7): preds [2,2,2,4], labels [2,2,2,3] -> (1 + 0 + 0) / 3.
+    (MMAction2 quirk, v0.24.1 accuracy.py `mean_class_accuracy`): preds [2,2,2,4], labels [2,2,2,3] -> (1 + 0 + 0) / 3.
     """
     s = _scores(scores)
     y = _labels(labels, s.shape[0])

@@ -13,6 +13,7 @@ from jobs.training.config import Config
 from jobs.training.metrics import softmax
 from jobs.training.tester import test_checkpoint
 from pipelines.annotations import FrameLayout, VideoRecord
+from pipelines.video_index import index_path_for
 
 
 def count_frames(folder: str, layout: FrameLayout) -> int:
@@ -56,7 +57,7 @@ def predict(cfg: Config, checkpoint: str, path: str, *, topk: int = 5, label_map
         test_checkpoint(cfg, checkpoint, device=device, dump=dump, list_file=list_file, prefix="", say=lambda _: None)
         logits = np.load(dump)[0]
     finally:
-        for f in (list_file, dump, list_file + ".index.jsonl"):
+        for f in (list_file, dump, index_path_for(list_file)):
             if os.path.exists(f):
                 os.unlink(f)
     names = Path(label_map).read_text().split("\n") if label_map else []

@@ -1,4 +1,5 @@
-"""Named test protocols (`tsn test --protocol ...`), as changes to a recipe's test split (spec §2, §5)."""
+"""Named test protocols (`tsn test --protocol ...`), as changes to a recipe's test split
+(the test pipelines of MMAction2 v0.7.0 configs/recognition/tsn/*.py)."""
 from __future__ import annotations
 
 import dataclasses

@@ -12,8 +12,8 @@ import torch
 
 from jobs.training import checkpoint as ckpt
 from jobs.training.config import Config, dump_config
-from jobs.training.distributed import Dist, init_distributed, shutdown, unwrap, wrap_ddp
-from jobs.training.engine import Trainer, evaluate, make_amp, train_one_epoch
+from jobs.training.distributed import Dist, exit_on_error, init_distributed, shutdown, unwrap, wrap_ddp
+from jobs.training.engine import Trainer, build_sgd, evaluate, make_amp, train_one_epoch
 from jobs.training.evaluation import compute_metrics, headline
 from jobs.training.loaders import build_loader
 from jobs.training.logs import Logger
@@ -36,14 +36,14 @@ def seed_everything(seed: int, deterministic: bool):
 
 def rng_state() -> dict:
     return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.device_count() else []}
 
 
 def set_rng_state(state: dict):
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if state.get("cuda") and torch.cuda.is_available():
+    if state.get("cuda") and torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
@@ -69,10 +69,23 @@ def validate(model, loader, cfg: Config, dist: Dist, amp, log: Logger, epoch: in
 def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str | None = None,
         validate_every: bool = True, deterministic: bool = False, device: str | None = None,
         auto_scale_lr: bool = False, tensorboard: bool = False) -> dict:
-    """Train `cfg`; returns the last validation metrics (empty without validation)."""
+    """Train `cfg`; returns the last validation metrics (empty without validation).
+
+    Under DDP an error on one rank ends that process promptly (distributed.exit_on_error), naming the rank.
+    """
     dist = init_distributed(device)
-    seed_everything(cfg.runtime.seed, deterministic)
     log = Logger(work_dir, enabled=dist.is_main, tensorboard=tensorboard)
+    with exit_on_error(dist, cleanup=log.close):
+        final = _train(cfg, work_dir, dist, log, resume=resume, load_from=load_from, validate_every=validate_every,
+                       deterministic=deterministic, auto_scale_lr=auto_scale_lr)
+    log.close()
+    shutdown(dist)
+    return final
+
+
+def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str | None, load_from: str | None,
+           validate_every: bool, deterministic: bool, auto_scale_lr: bool) -> dict:
+    seed_everything(cfg.runtime.seed, deterministic)
     if dist.is_main:
         dump_config(cfg, Path(work_dir) / "config.json")
     log.info(f"config {cfg.name} on {dist.device} (world size {dist.world_size}); work dir {work_dir}")
@@ -83,9 +96,9 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
         log.info("--resume auto: no checkpoint in the work dir, starting from scratch")
     # Loaders first: their DALI workers fork before this process creates a CUDA context.
     shard = Shard(dist.rank, dist.world_size)
-    train_loader = build_loader(cfg, "train", shard=shard, device=dist.data_device, device_id=dist.local_rank,
+    train_loader = build_loader(cfg, "train", shard=shard, device=dist.data_device, device_id=dist.data_device_id,
                                 start_epoch=state["epoch"] if state else 0, work_dir=work_dir)
-    val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.local_rank,
+    val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.data_device_id,
                               work_dir=work_dir) if validate_every else None
     if train_loader.short_videos:
         log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "
@@ -95,8 +108,8 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
         model = model.to(memory_format=torch.channels_last)
     lr = scaled_lr(cfg, dist, auto_scale_lr, log)
     o = cfg.optim
-    optimizer = torch.optim.SGD(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
-                                weight_decay=o.weight_decay)
+    optimizer = build_sgd(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
+                          weight_decay=o.weight_decay)
     amp, scaler = make_amp(cfg.runtime.amp, dist.device)
     n = len(train_loader)
     schedule = StepSchedule(n, o.lr_steps, o.gamma, o.warmup_epochs * n, o.warmup_ratio)
@@ -104,6 +117,8 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:    # a checkpoint's groups replace ours: keep the fused step
+            group.update(fused=True, foreach=None)
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, iteration, best = state["epoch"], state["iteration"], state["best_metric"]
@@ -111,7 +126,7 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
         log.info(f"resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}, "
                  f"lr {optimizer.param_groups[0]['lr']:g}")
     trainer = Trainer(wrap_ddp(model, dist), optimizer, scheduler, scaler, amp, cfg.normalize, dist.device,
-                      o.loss, o.loss_weight, o.grad_clip)
+                      o.loss, o.loss_weight, o.grad_clip, dist)
     final = {}
     for epoch in range(start_epoch, o.epochs):
         iteration = train_one_epoch(trainer, train_loader, epoch, iteration, log, cfg.runtime.log_interval)
@@ -135,8 +150,6 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
             if save_epoch:
                 ckpt.save_checkpoint(state, work_dir, f"epoch_{epoch + 1}.pth")
                 ckpt.prune(work_dir, cfg.runtime.keep_last)
-    log.close()
-    shutdown(dist)
     return final
 
 

@@ -17,7 +17,8 @@ from jobs.training.weights import build_model
 from tests.helpers import ROOT as ROOT
 from tests.helpers import synthetic_overrides
 
-JOBS = ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "bench", "convert", "configs"]
+JOBS = ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "bench", "convert", "configs", "export",
+        "plot"]
 
 
 def invoke(*args):
@@ -30,7 +31,8 @@ def test_help_lists_every_job():
         assert f"  {job} " in out, job
 
 
-@pytest.mark.parametrize("script", ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "convert"])
+@pytest.mark.parametrize("script", ["train", "test", "fuse", "predict", "demo", "prepare", "profile", "convert",
+                                    "export", "plot"])
 def test_jobs_run_as_scripts(script):
     """`python jobs/<job>.py --help` works (jobs/profile.py must not shadow the stdlib `profile`)."""
     result = subprocess.run([sys.executable, f"jobs/{script}.py", "--help"], cwd=ROOT, capture_output=True,
@@ -84,7 +86,7 @@ def test_convert_mmaction2_round_trip(random_checkpoint, tmp_path):
     ours = torch.load(random_checkpoint)["model"]
     from model.mmaction2 import mmaction2_key
     inverse = {}
-    for key, value in ours.items():   # write MMAction2 names the way the spec's key table gives them
+    for key, value in ours.items():   # write MMAction2 names (mmcv ConvModule conv/bn children)
         name = key.replace("backbone.", "").replace("head.fc.", "cls_head.fc_cls.")
         if name.startswith("cls_head"):
             inverse[name] = value

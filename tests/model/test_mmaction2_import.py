@@ -1,7 +1,9 @@
-"""MMAction2 checkpoint import (spec §7.2, Appendix A).
+"""MMAction2 checkpoint import (key names of MMAction2 v0.24.1 mmaction/models/backbones/resnet.py and
+mmaction/models/heads/tsn_head.py).
 
-MMAction2 names are generated here from the spec's module-structure rules, independently of
-model.mmaction2's mapping, and paired with our tensors by state-dict order (the Appendix A order).
+MMAction2 names are generated here from its module-structure rules (mmcv ConvModule `conv`/`bn` children,
+`downsample.conv`/`downsample.bn`, `cls_head.fc_cls`), independently of model.mmaction2's mapping, and paired with
+our tensors by state-dict order (backbone before head, conv before bn).
 """
 from __future__ import annotations
 

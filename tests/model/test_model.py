@@ -1,4 +1,7 @@
-"""TSN model: shapes, consensus, ImageNet/flow-stem init, BN modes, parameter counts, fc_lr5 groups (spec §1, §7)."""
+"""TSN model: shapes, consensus, ImageNet/flow-stem init, BN modes, parameter counts, fc_lr5 groups.
+
+Reference behaviour: MMAction2 v0.24.1 mmaction/models/heads/tsn_head.py, mmaction/models/backbones/resnet.py,
+mmaction/core/optimizer/tsm_optimizer_constructor.py; parameter counts are those of its ResNet-50/101 TSN modules."""
 from __future__ import annotations
 
 import logging
@@ -59,7 +62,8 @@ def test_forward_shapes(arch, in_channels):
 
 
 def test_head_vector_from_mmaction2_unit_test():
-    """§8.1: TSNHead(num_classes=4, in_channels=2048), input (8, 2048, 7, 7) with num_segs 8 -> (1, 4)."""
+    """MMAction2 v0.24.1 tests/test_models/test_head.py: TSNHead(num_classes=4, in_channels=2048), input
+    (8, 2048, 7, 7) with num_segs 8 -> (1, 4)."""
     head = TSNHead(2048, 4)
     assert isinstance(head.dropout, nn.Dropout) and head.dropout.p == 0.4
     assert head.fc.weight.std().item() == pytest.approx(0.01, rel=0.1)

@@ -25,7 +25,7 @@ def write(tmp_path, text, name="list.txt"):
 
 
 def test_formats_of_spec_4_1(tmp_path):
-    # the spec's own examples: `imgs 5 127`, with_offset `imgs 2 5 127`, multi-label `imgs 5 3 5`
+    # MMAction2 v0.24.1 tests/data/annotations: `imgs 5 127`, with_offset `imgs 2 5 127`, multi-label `imgs 5 3 5`
     (rec,) = load_rawframe_list(write(tmp_path, "imgs 5 127\n"), data_prefix="root")
     assert (rec.path, rec.total_frames, rec.labels, rec.offset) == ("root/imgs", 5, (127,), 0)
     (rec,) = load_rawframe_list(write(tmp_path, "imgs 2 5 127\n"), with_offset=True)

@@ -1,6 +1,8 @@
-"""pipelines.geometry against spec §3.5–§3.9 and the conformance vectors of §8.1 and §8.2 (V7–V13).
+"""pipelines.geometry against MMAction2 v0.24.1 mmaction/datasets/pipelines/augmentations.py: the rows of its unit
+tests (v0.24.1 tests/test_data/test_pipelines/test_augmentations/) and the derived vectors V7–V13, computed with an
+independent re-implementation and checked for equality against v0.7.0 MultiScaleCrop / TenCrop / ThreeCrop.
 
-Expected numbers are copied from the spec tables; they are the independent expectation.
+The expected numbers are written out below; they are the independent expectation.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ def inside(box, w, h) -> bool:
     return 0 <= x1 < x2 <= w and 0 <= y1 < y2 <= h
 
 
-# --- V7 and §8.1 Resize ------------------------------------------------------------------------------------------
+# --- V7 and the unit-test Resize rows ----------------------------------------------------------------------------
 @pytest.mark.parametrize("w, h, out, factor", [
     (340, 256, (340, 256), (1.000000, 1.000000)),
     (320, 240, (341, 256), (1.065625, 1.066667)),
@@ -196,7 +198,7 @@ def test_81_three_crop_rows_and_mismatch():
 
 
 @pytest.mark.parametrize("w, h, crop, box", [
-    (320, 240, 224, (48, 8, 272, 232)),  # also the §8.1 CenterCrop(224) row
+    (320, 240, 224, (48, 8, 272, 232)),  # also the unit tests' CenterCrop(224) row
     (340, 256, 224, (58, 16, 282, 240)),
     (341, 256, 224, (58, 16, 282, 240)),
     (455, 256, 224, (115, 16, 339, 240)),
@@ -216,7 +218,7 @@ def test_center_crop_larger_than_image_is_truncated():
 # --- V13 and RandomResizedCrop bounds ----------------------------------------------------------------------------
 @pytest.mark.parametrize("w, h, box", [
     (340, 256, (42, 0, 298, 256)),
-    (341, 256, (42, 0, 298, 256)),  # also the §8.1 fallback row: 256x256
+    (341, 256, (42, 0, 298, 256)),  # also the unit tests' fallback row: 256x256
     (455, 256, (99, 0, 355, 256)),
     (256, 341, (0, 42, 256, 298)),
 ])

@@ -1,6 +1,9 @@
-"""pipelines.sampling against spec §3.1/§3.2 and the conformance vectors of §8.1 and §8.2 (V1–V6).
+"""pipelines.sampling against MMAction2 v0.24.1 mmaction/datasets/pipelines/loading.py SampleFrames and
+DenseSampleFrames: the rows of its unit tests (v0.24.1 tests/test_data/test_pipelines/test_loadings/test_sampling.py)
+and the derived vectors V1–V6, computed with an independent re-implementation and checked for equality against that
+v0.24.1 code.
 
-Expected numbers are copied from the spec tables; they are the independent expectation.
+The expected numbers are written out below; they are the independent expectation.
 """
 from __future__ import annotations
 
@@ -137,7 +140,7 @@ V6 = [
 
 
 def test_v6_rows_spelled_out_match_spec():
-    # Spot-check that the comprehensions above reproduce rows written verbatim in the spec.
+    # Spot-check that the comprehensions above reproduce rows of the V6 table written out verbatim.
     assert V6[3][2][9] == [37, 45, 53, 61, 69, 77, 85, 93]
     assert V6[4][2][5] == [132, 140, 148, 156, 164, 172, 180, 188]
     assert V6[5][2][9] == [237, 249, 261, 273, 285]
@@ -150,7 +153,7 @@ def test_v6_dense_test_mode(n, num_clips, rows):
     assert s(n, 1, rng()).reshape(10, num_clips).tolist() == rows
 
 
-# --- §8.1 MMAction2 unit-test rows (fixture start_index=1) -------------------------------------------------------
+# --- MMAction2 v0.24.1 unit-test rows (test_loadings/test_sampling.py, fixture start_index=1) --------------------
 def test_81_exact_rows():
     assert Sampler(num_clips=8, test_mode=True)(6, 1, rng()).tolist() == [1, 2, 2, 3, 4, 5, 5, 6]
     assert Sampler(num_clips=8)(6, 1, rng()).tolist() == [1, 2, 3, 3, 4, 5, 5, 6]

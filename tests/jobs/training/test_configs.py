@@ -1,8 +1,8 @@
-"""Shipped recipes (jobs/configs/*.toml) against the MMAction2 spec, and the config system's behaviour.
+"""Shipped recipes (jobs/configs/*.toml) against MMAction2's TSN configs, and the config system's behaviour.
 
-The expected values below are an independent table copied from mmaction2_tsn_spec.md §2 (v0.7.0 values; v0.24.1
-where v0.7.0 cannot run as written: flow normalization / in_channels, MMIT test crop, ActivityNet load_from),
-not derived from the TOML files.
+The expected values below are an independent table of MMAction2's configs/recognition/tsn/*.py (v0.7.0 values;
+v0.24.1 where v0.7.0 cannot run as written: flow normalization / in_channels, MMIT test crop, ActivityNet
+load_from), not derived from the TOML files.
 """
 from __future__ import annotations
 
@@ -20,11 +20,12 @@ from jobs.training.config import (
     load_config,
     shipped_configs,
 )
+from jobs.training.loaders import batch_size
 
 IMNET_MEAN = (123.675, 116.28, 103.53)
 FLOW_MEAN = (128.0, 128.0)
 
-# §2.1 template (tsn_r50_1x1x3_100e_kinetics400_rgb). Columns:
+# The template: v0.7.0 configs/recognition/tsn/tsn_r50_1x1x3_100e_kinetics400_rgb.py. Columns:
 #   K, arch, dropout, init_std | lr, wd, clip, lr_steps, epochs | videos_per_gpu |
 #   train (clip_len, num_clips, dense), train crop | val (crop, size) | test (crop, size), test num_clips |
 #   modality, source, normalize mean
@@ -181,7 +182,9 @@ def test_model_zoo_common_settings(cfgs, name):
     if cfg.train.augment.crop in ("multiscale", "random_resized"):
         assert cfg.train.augment.out_size == 224
     assert cfg.test.sampler.test_mode == cfg.val.sampler.test_mode
-    assert cfg.data.test_videos_per_gpu == 1
+    # Unset in the recipe: the device's default, one video per test batch on the CPU (MMAction2 v0.18+), 4 on a GPU.
+    assert cfg.data.test_videos_per_gpu is None
+    assert (batch_size(cfg, "test", "cpu"), batch_size(cfg, "test", "gpu")) == (1, 4)
 
 
 def test_template(cfgs):

@@ -1,0 +1,57 @@
+"""Loader settings a recipe leaves unset, derived per device in one place (and printed by `tsn profile`).
+
+Each value comes with the reason for it; docs/ARCHITECTURE.md ("GPU defaults") repeats the table.
+
+  threads          CPU: one DALI thread per core of this rank (DALI's operators are the work). GPU: at least 8 — the
+                   mixed video decoder runs one NVDEC session per thread (Hopper has 7 NVDEC engines, A100 5) and
+                   nvJPEG's host-side Huffman decoding of the hybrid path runs on these threads too; at most 16,
+                   beyond which NVIDIA's guidance of "CPU cores per GPU" stops paying on a shared host.
+  prefetch         at least the number of Python workers: the parallel external source keeps only `prefetch` batches
+                   in flight, so fewer than `workers` leaves workers idle; at least 2 so decode overlaps the step.
+  hw_decoder_load  GPU JPEG decoding: the share of images sent to the hardware JPEG engines (A100/H100 NVJPG), the
+                   rest going to the CUDA hybrid decoder. 0.9 (DALI's nvImageCodec decoder default in 2.x before
+                   DALI PR #6366 restored 0.65; that PR measured +1.8 % throughput at 0.9): TSN decodes many small
+                   frames, which the engines handle well, and the hybrid path competes with the model for SMs.
+  test_batch       videos per test batch: 1 on the CPU (one video already holds up to 250 views); 4 on the GPU so
+                   the mixed decoder has several videos (NVDEC sessions) in flight. Per-video results do not depend
+                   on it: each video's views are averaged alone.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from .plan import DEVICES
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    threads: int
+    workers: int
+    prefetch: int
+    test_batch: int
+    hw_decoder_load: float
+    cores: int                 # CPU cores this rank may use (the machine's, divided among local ranks)
+
+    def describe(self) -> dict:
+        return {"threads": self.threads, "py_workers": self.workers, "prefetch": self.prefetch,
+                "test_batch": self.test_batch, "hw_decoder_load": self.hw_decoder_load, "cores_per_rank": self.cores}
+
+
+def loader_settings(device: str, *, workers: int, threads: int | None = None, prefetch: int | None = None,
+                    test_batch: int | None = None, hw_decoder_load: float | None = None,
+                    local_ranks: int = 1, cpus: int | None = None) -> LoaderSettings:
+    """Explicit values win; None takes the device's default (module docstring)."""
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    cores = max(1, (cpus or os.cpu_count() or 1) // max(1, local_ranks))
+    gpu = device == "gpu"
+    if threads is None:
+        threads = max(8, min(cores, 16)) if gpu else cores
+    if prefetch is None:
+        prefetch = max(2, workers)
+    if test_batch is None:
+        test_batch = 4 if gpu else 1
+    if hw_decoder_load is None:
+        hw_decoder_load = 0.9
+    return LoaderSettings(threads, workers, prefetch, test_batch, hw_decoder_load, cores)

@@ -1,0 +1,32 @@
+"""Which variant of the DALI graph a loader runs, chosen in one place (`plan_graph`); see pipelines/graph.py."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEVICES = ("cpu", "gpu")     # where the DALI graph runs; the one spelling used across the project
+
+
+@dataclass(frozen=True)
+class GraphPlan:
+    """Which of the graph's variants a loader runs (chosen once, in `plan_graph`)."""
+
+    decode_slice: bool = False     # decode only the crop window (ROI JPEG decode)
+    host_resample: bool = False    # integer crop boxes are resampled by the loader on the host
+
+
+def plan_graph(device: str, *, jpeg: bool, per_video: bool, flow: bool, crops: int,
+               gpu_graph: bool = False) -> GraphPlan:
+    """The variant for a loader on `device`: `jpeg` frame folders, `per_video` samples (DALI's video decoder) or
+    frames decoded in Python (PyAV, neither).
+
+    GPU: the full frame is decoded by nvJPEG (ROI decoding bypasses the hardware JPEG engines, and nvImageCodec 0.9's
+    ROI path has crash reports on H100 and A100) and every crop is resampled on the device.
+    CPU: single-view JPEG pipelines decode only the crop window (less entropy decoding), and RGB frame samples have
+    their integer boxes resampled on the host, where it measured cheaper than DALI's CPU resize (docs/PERFORMANCE.md).
+    `gpu_graph=True` gives the GPU's variant on the CPU backend (how CI runs the GPU's graph).
+    """
+    if device not in DEVICES:
+        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    if device == "gpu" or gpu_graph:
+        return GraphPlan()
+    return GraphPlan(decode_slice=jpeg and crops == 1, host_resample=not per_video and not flow)
