@@ -2,8 +2,8 @@
 
 Each task runs in a subprocess of the orchestrator (`python -m tests.gpu.checks JOBS.json`), so a segfault or a hang
 in nvJPEG / NVDEC / CUDA ends that task only. `device` is "gpu" on the GPU machine; the dry run passes "cpu", which
-runs the same code on DALI's CPU backend (the comparisons then hold CPU against CPU, or DALI's CPU VP9 decoder
-against PyAV) so that CI exercises every line the GPU run will take.
+runs the same code on DALI's CPU backend (the comparisons then hold the GPU's graph run on the CPU backend against
+the CPU's fast path, and DALI's CPU VP9 decoder against PyAV) so that CI exercises every line the GPU run takes.
 
 Shapes: loader batches are (B, V, C, H, W) uint8 (pipelines/loader.py); decoded videos (F, H, W, 3) uint8 RGB.
 """
@@ -371,8 +371,10 @@ def _parity(root, recipe, kind, split, overrides, device, batches, tol, dev_over
     ref_cfg = load_config(recipe, base + list(ref_overrides))
     dev_cfg = load_config(recipe, base + list(dev_overrides))
     # Both loaders (and their forked Python workers) exist before either runs: no fork after a CUDA context.
+    # Dry run (device "cpu"): the graph a GPU runs, on DALI's CPU backend, against the CPU's own fast path.
     ref_loader = build_loader(ref_cfg, split, device="cpu")
-    dev_loader = build_loader(dev_cfg, split, device=device, device_id=0 if device == "gpu" else None)
+    dev_loader = build_loader(dev_cfg, split, device=device, device_id=0 if device == "gpu" else None,
+                              gpu_graph=device != "gpu")
     t0 = time.perf_counter()
     ref = _batches(ref_loader, batches)
     t_ref = time.perf_counter() - t0
@@ -470,7 +472,7 @@ def amp_train(root: str, recipe: str, device: str, iterations: int, overrides: l
     batches = _batches(loader, iterations)
     for b in batches:
         t0 = time.perf_counter()
-        losses.append(train_step(trainer, b.clips, b.labels))
+        losses.append(float(train_step(trainer, b.clips, b.labels)))     # a float or a 0-d tensor: synced here
         if dev.type == "cuda":
             torch.cuda.synchronize()
         step_ms.append(1e3 * (time.perf_counter() - t0))

@@ -155,7 +155,8 @@ def plan_tasks(plan: Plan, work: Path) -> list[Task]:
                        "overrides": list(plan.amp_overrides)}, needs=data))
     for recipe in plan.profile_recipes:
         out = work / f"profile_{recipe}.json"
-        argv = (sys.executable, "-m", "jobs.profile", recipe, "--device", dev, "--mode", "data", "--mode", "model",
+        argv = (sys.executable, "-m", "jobs.profile", recipe, "--device", "cuda" if dev == "gpu" else "cpu",
+                "--mode", "data", "--mode", "model",
                 "--mode", "step", "--synthetic", plan.profile_size, "--videos-per-class",
                 str(plan.profile_videos_per_class), "--repeat", str(plan.profile_repeat), "--data-root",
                 str(work / "profile_data"), "--out", str(out), *plan.profile_args)
@@ -499,7 +500,11 @@ def render_markdown(report: dict) -> str:
                  [[n, s["verdict"], ", ".join(f"{k}: {verdict(r)}" for k, r in s["items"].items())]
                   for n, s in secs.items()]), ""]
     for name, sec in secs.items():
-        out += _md_section(name, sec)
+        try:
+            out += _md_section(name, sec)
+        except Exception as err:          # an unexpected result shape must not cost the report: show it raw
+            out += [f"## {name}: {sec['verdict']}", "", f"(not rendered: {type(err).__name__}: {err}; raw results)",
+                    "", "```", json.dumps(sec["items"], indent=1, default=str)[:20000], "```", ""]
     return "\n".join(out)
 
 

@@ -13,7 +13,7 @@ import tarfile
 import pytest
 import torch
 
-from tests.gpu.gpu_check import SECTIONS, main
+from tests.gpu.gpu_check import SECTIONS, main, render_markdown
 from tests.helpers import ROOT
 
 # (B, V, C, H, W) of each protocol's batch with the check's overrides (4 videos per batch, 1 per test batch, 3 test
@@ -60,10 +60,11 @@ def test_report_has_every_section_and_the_cpu_checks_pass(dry_run):
     env = items["environment"]["probe"]["result"]
     assert env["dali"]["version"] and env["pyav"]["version"] and "libnvcuvid.so.1" in env["libraries"]
     assert items["environment"]["dali_smoke"]["result"]["jpeg"]["mean_abs_diff_vs_pil"] < 3.0
-    # CPU stands in for the GPU: both loaders are the same deterministic pipeline, so the pixels are identical.
+    # CPU stands in for the GPU: the GPU's graph on DALI's CPU backend against the CPU fast path, same videos.
     for name, shape in SHAPES.items():
         r = items["parity"][name]["result"]
-        assert r["pass"] and r["batches"][0]["shape_ref"] == shape and r["max_abs_diff"] == 0.0, name
+        assert r["pass"] and r["index_equal"] and r["batches"][0]["shape_ref"] == shape, name
+        assert r["batches"][0]["shape_dev"] == shape and r["mean_abs_diff"] < 3.0, name
     assert items["parity"]["flow_x_inversion"]["result"]["inverted_views"] > 0
     assert items["video"]["h264"]["status"] == "skipped" and "H.264" in items["video"]["h264"]["reason"]
     vp9 = items["video"]["vp9"]["result"]
@@ -77,9 +78,9 @@ def test_report_has_every_section_and_the_cpu_checks_pass(dry_run):
     assert prof["data"][0]["clips_per_s"] > 0 and prof["data"][0]["ceiling_clips_per_s"] > 0
     assert 0.0 <= prof["step"]["data_time_share"] <= 1.0 and prof["model"]["inference_videos_per_s"] > 0
     tests = items["gpu_tests"]["pytest"]["result"]["tests"]
-    assert len(tests) == 1 and tests[0]["nodeid"].endswith("test_cuda_amp_train_step")
-    if not torch.cuda.is_available():
-        assert tests[0]["status"] == "skipped"
+    assert len(tests) >= 1 and all("amp" in t["nodeid"] for t in tests)           # the dry run selects -k amp
+    if not torch.cuda.device_count():
+        assert all(t["status"] == "skipped" for t in tests)
 
 
 @pytest.mark.timeout(900)
@@ -106,3 +107,12 @@ def test_a_budget_too_small_still_writes_a_complete_report(tmp_path):
     assert records and all(r["status"] == "not_run" for r in records)
     assert {r["reason"] for r in records} == {"global budget of 20 s used up", "needs data/synthetic"}
     assert table_rows_consistent((tmp_path / "out" / "report.md").read_text())
+
+
+def test_an_unexpected_result_shape_is_shown_raw_not_fatal(tmp_path):
+    main(["--dry-run", "--budget", "20", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")])
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    report["sections"]["amp_train"]["items"]["odd"] = {"status": "ok", "result": {"losses": ["tensor(2.9)"]}}
+    markdown = render_markdown(report)
+    assert "## amp_train: " in markdown and "(not rendered: KeyError" in markdown and "tensor(2.9)" in markdown
+    assert "\n## profile: " in markdown                                  # the sections after it still render
