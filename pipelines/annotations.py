@@ -23,7 +23,8 @@ class VideoRecord:
     path: str                     # frame folder or video file, already joined to the data prefix
     labels: tuple[int, ...]       # one label, or several for multi-label lists
     total_frames: int | None      # None for video lists until the video index fills it in
-    offset: int = 0               # with_offset lists (ActivityNet clips): file index = start_index + i + offset
+    offset: int = 0               # with_offset lists (ActivityNet clips): file index = start_index + i + offset;
+                                  # videos: frame index = i + offset (a window of a longer video)
     source: str = ""              # "list_file:line" — where this record came from, for error messages
     problem: str = ""             # why the video index found it unusable ("" = fine)
 

@@ -53,7 +53,10 @@ def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, wo
     bad = [(r, f"{infos[r.path].status} ({infos[r.path].reason})") for r in records if infos[r.path].status != "ok"]
     if strict and bad:
         raise unusable(bad, list_file)
-    out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames) if infos[r.path].status == "ok" else
+    # A record that already has total_frames is a window [offset, offset + total_frames) of its video, cut from this
+    # same index (jobs/training/timeline.py); a list line (total_frames None) stands for the whole file.
+    out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames if r.total_frames is None else r.total_frames)
+           if infos[r.path].status == "ok" else
            dataclasses.replace(r, total_frames=None, problem=f"{infos[r.path].status}: {infos[r.path].reason}")
            for r in records]
     sizes = {p: (i.width, i.height) for p, i in infos.items() if i.status == "ok"}
@@ -110,17 +113,21 @@ def batch_size(cfg: Config, split: str, device: str = "cpu") -> int:
 def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str = "cpu", device_id: int | None = None,
                  start_epoch: int = 0, work_dir: str | None = None, list_file: str | None = None,
                  prefix: str | None = None, batch: int | None = None, on_error: str | None = None,
-                 gpu_graph: bool = False) -> ClipLoader:
+                 gpu_graph: bool = False, records: list[VideoRecord] | None = None) -> ClipLoader:
     """A loader for `split` ("train" | "val" | "test") of `cfg`, sharded for this rank.
 
     device: where the DALI graph runs ("cpu" | "gpu"; device_id = the CUDA device index). gpu_graph: on the CPU, run
     the graph a GPU would run (full-frame decode, every resample in DALI) instead of the CPU's fast path.
+    records: load these instead of a list (`tsn predict` on folders and windows); `list_file` then only names where
+    the video index is cached (`<list_file>.index.jsonl`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     d, part = cfg.data, getattr(cfg, split)
     policy = on_error or d.on_error or ("skip" if split == "train" else "raise")
-    records = load_records(cfg, split, list_file, prefix)
+    if records is not None and not list_file:
+        raise ValueError("build_loader(records=...) needs list_file: the video index is cached beside it")
+    records = load_records(cfg, split, list_file, prefix) if records is None else records
     flow = d.modality == "Flow"
     if d.source == "frames":
         layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
