@@ -143,6 +143,7 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
     for i, batch in enumerate(loader):
         got = time.perf_counter()
         data_time += got - last
+        lr = t.optimizer.param_groups[0]["lr"]       # the lr this step trains with (train_step advances the schedule)
         losses.append(train_step(t, batch.clips, batch.labels))
         last = time.perf_counter()
         step_time += last - got
@@ -158,7 +159,6 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
             if skipped:
                 log.warning(f"epoch {epoch + 1} iters {i + 2 - k}-{i + 1}: {skipped} of {k} steps skipped "
                             "(non-finite loss on some rank, or non-finite gradients)")
-            lr = t.optimizer.param_groups[0]["lr"]
             mem = torch.cuda.max_memory_allocated(t.device) // 2**20 if t.device.type == "cuda" else 0
             eta = (last - start) / (i + 1) * (n - i - 1)
             log.info(f"Epoch [{epoch + 1}][{i + 1}/{n}] lr: {lr:.3e} loss: {loss:.4f} time: {step_time / k:.3f} "

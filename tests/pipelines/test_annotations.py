@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.training.loaders import DataError, build_loader
 from pipelines.annotations import (
     AnnotationError,
     FrameLayout,
@@ -14,6 +14,7 @@ from pipelines.annotations import (
     load_video_list,
 )
 from pipelines.jpeg import BadJpeg, jpeg_size
+from pipelines.readers import BadSample
 from tests.helpers import synthetic_overrides
 
 
@@ -96,14 +97,21 @@ def test_missing_and_corrupt_frames_raise_in_eval_and_are_skipped_in_training(sy
     (data / "rawframes" / vids[1] / "img_00005.jpg").write_bytes(b"not a jpeg")        # a corrupt frame
     cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(data) +
                       ["data.val_videos_per_gpu=4", "data.workers=1", "val.sampler.num_clips=24"])
-    with pytest.raises(Exception) as err:                       # evaluation: raise, naming list line and file
+    lst = data / "val_list_rawframes.txt"
+    # evaluation refuses before any work: every sampled frame is stat'ed up front, the error names line and file
+    with pytest.raises(DataError) as err:
+        build_loader(cfg, "val")
+    assert str(err.value) == (f"1 unusable videos in {lst}:\n  {lst}:1: {data / 'rawframes' / vids[0]}: 1 of the 24 "
+                              f"sampled frame files missing, first {data / 'rawframes' / vids[0] / 'img_00012.jpg'}")
+    # a frame that is present but not a JPEG is found when it is read: the loader raises the source's own error
+    # (not DALI's wrapper of it), naming the list line and the file
+    (data / "rawframes" / vids[0] / "img_00012.jpg").write_bytes((data / "rawframes" / vids[0] / "img_00011.jpg")
+                                                                 .read_bytes())
+    with pytest.raises(BadSample) as err:
         for _ in build_loader(cfg, "val"):
             pass
-    # DALI's worker pool re-raises a worker's error as a bare Exception caused by the original one
-    # (nvidia/dali/_multiproc/pool.py); the cause is what the user reads last: list line, reason, file.
-    cause = err.value.__cause__ if err.value.__cause__ is not None else err.value
-    lst = data / "val_list_rawframes.txt"
-    assert str(cause).startswith(f"{lst}:1: missing file ") and str(cause).endswith("img_00012.jpg")
+    assert str(err.value) == f"{lst}:2: {data / 'rawframes' / vids[1] / 'img_00005.jpg'}: not a JPEG (no SOI marker)"
+    (data / "rawframes" / vids[0] / "img_00012.jpg").unlink()                          # missing again
     # training policy on the same list: both videos skipped, logged with line and reason, the epoch completes
     cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(data) + [
         f"data.train_list={data / 'val_list_rawframes.txt'}", "data.workers=1", "data.videos_per_gpu=4",
