@@ -13,6 +13,7 @@ import time
 
 import click
 
+from jobs.console.errors import run as run_command
 from jobs.console.options import cfg_options
 from jobs.dataprep.synthetic import data_overrides
 from jobs.training import checkpoint as ckpt
@@ -63,4 +64,4 @@ def demo_command(data, work_dir, cfg_options, device):
 
 
 if __name__ == "__main__":
-    demo_command()
+    run_command(demo_command)

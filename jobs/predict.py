@@ -1,4 +1,7 @@
-"""`tsn predict CONFIG CKPT INPUT`: the recipe's test protocol on one video file or frame folder; top-k labels."""
+"""`tsn predict [CONFIG] CKPT INPUT`: the recipe's test protocol on one video file or frame folder; top-k labels.
+
+Without CONFIG the config stored in the checkpoint is used, and class names come from the checkpoint too.
+"""
 import sys
 from pathlib import Path
 
@@ -9,24 +12,26 @@ import json
 
 import click
 
-from jobs.console.options import cfg_options
-from jobs.training.config import load_config
+from jobs.console.errors import run
+from jobs.console.options import cfg_options, config_and_checkpoint
 from jobs.training.prediction import predict
 
 
 @click.command("predict")
-@click.argument("config")
-@click.argument("checkpoint")
-@click.argument("input_path", metavar="VIDEO_OR_FRAME_DIR")
-@click.option("--label-map", help="Class names, one per line (line index = label), e.g. classes.txt.")
+@click.argument("words", nargs=-1, metavar="[CONFIG] CHECKPOINT VIDEO_OR_FRAME_DIR")
+@click.option("--label-map", help="Class names, one per line (line index = label), e.g. classes.txt "
+              "(default: the names stored in the checkpoint).")
 @click.option("--topk", default=5, show_default=True, help="How many labels to print.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @cfg_options
 @click.option("--device", help="cpu | cuda | cuda:N (default: CUDA when available).")
-def predict_command(config, checkpoint, input_path, label_map, topk, as_json, cfg_options, device):
+def predict_command(words, label_map, topk, as_json, cfg_options, device):
     """Top-k labels for one video or frame folder, with the recipe's test protocol (scores are softmax)."""
-    rows = predict(load_config(config, cfg_options), checkpoint, input_path, topk=topk, label_map=label_map,
-                   device=device)
+    cfg, checkpoint, rest = config_and_checkpoint(words, cfg_options)
+    if len(rest) != 1:
+        raise click.UsageError("expected [CONFIG] CHECKPOINT VIDEO_OR_FRAME_DIR")
+    input_path = rest[0]
+    rows = predict(cfg, checkpoint, input_path, topk=topk, label_map=label_map, device=device)
     if as_json:
         click.echo(json.dumps({"input": input_path, "topk": rows}, indent=2))
     else:
@@ -35,4 +40,4 @@ def predict_command(config, checkpoint, input_path, label_map, topk, as_json, cf
 
 
 if __name__ == "__main__":
-    predict_command()
+    run(predict_command)

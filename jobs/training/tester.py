@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from jobs.training.checkpoint import Checkpoint, as_checkpoint
 from jobs.training.config import Config
 from jobs.training.distributed import init_distributed, shutdown
 from jobs.training.engine import evaluate, make_amp
@@ -21,15 +22,18 @@ class Incomplete(RuntimeError):
     """Fewer videos evaluated than the list holds: no headline number."""
 
 
-def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, out: str | None = None,
+def test_checkpoint(cfg: Config, checkpoint: str | Checkpoint, *, device: str | None = None, out: str | None = None,
         dump: str | None = None, list_file: str | None = None, prefix: str | None = None,
         allow_partial: bool = False, say=print) -> dict:
     """Evaluate `checkpoint` with cfg's test split; returns {"metrics": ..., "evaluated": n, "total": m}."""
+    # A bad or unfitting checkpoint fails here, on the CPU, before any DALI worker starts.
+    checkpoint = as_checkpoint(checkpoint)
+    model = load_for_eval(cfg.model, checkpoint)
     dist = init_distributed(device)
-    # The loader first: its DALI workers fork before this process creates a CUDA context.
+    # The loader before the model moves: its DALI workers fork before this process creates a CUDA context.
     loader = build_loader(cfg, "test", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
                           device_id=dist.local_rank, list_file=list_file, prefix=prefix)
-    model = load_for_eval(cfg.model, checkpoint).to(dist.device)
+    model = model.to(dist.device)
     amp, _ = make_amp(cfg.runtime.amp, dist.device)
     s, a = cfg.test.sampler, cfg.test.augment
     views = s.num_offsets * (1 if cfg.data.modality == "Flow" else s.clip_len) * a.num_crops
@@ -40,7 +44,7 @@ def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, 
     shutdown(dist)
     records = loader.source.records
     total = len(records)
-    result = {"config": cfg.name, "checkpoint": str(checkpoint), "evaluated": len(index), "total": total}
+    result = {"config": cfg.name, "checkpoint": checkpoint.path, "evaluated": len(index), "total": total}
     if not dist.is_main:
         return result
     say(f"evaluated {len(index)} of {total} videos")
