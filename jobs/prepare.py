@@ -14,6 +14,7 @@ from collections import Counter
 
 import click
 
+from jobs.console.errors import run
 from jobs.console.options import cfg_options
 from jobs.dataprep import filelist as filelist_mod
 from jobs.dataprep import flow as flow_mod
@@ -227,4 +228,4 @@ def synthetic_command(out, seed, videos_per_class, size):
     click.echo(f"{summary['num_classes']} classes, {summary['counts']} videos written to {out}")
 
 if __name__ == "__main__":
-    prepare()
+    run(prepare)

@@ -38,12 +38,19 @@ def split_files(cfg: Config, split: str) -> tuple[str, str]:
 def load_records(cfg: Config, split: str, list_file: str | None = None, prefix: str | None = None) -> list[VideoRecord]:
     d = cfg.data
     default_list, default_prefix = split_files(cfg, split)
+    explicit = prefix is not None
     list_file, prefix = list_file or default_list, default_prefix if prefix is None else prefix
     num_classes = cfg.model.num_classes
     if d.source == "frames":
-        return load_rawframe_list(list_file, data_prefix=prefix, with_offset=d.with_offset,
-                                  multi_class=d.multi_class, num_classes=num_classes)
-    return load_video_list(list_file, data_prefix=prefix, multi_class=d.multi_class, num_classes=num_classes)
+        records = load_rawframe_list(list_file, data_prefix=prefix, with_offset=d.with_offset,
+                                     multi_class=d.multi_class, num_classes=num_classes)
+    else:
+        records = load_video_list(list_file, data_prefix=prefix, multi_class=d.multi_class, num_classes=num_classes)
+    if prefix and not os.path.isdir(prefix):
+        # Otherwise every video would be "missing" one by one (and skipped in training): name the one cause.
+        what = "--prefix" if explicit else f"data.{split}_prefix"
+        raise DataError(f"{prefix}: no such data folder ({what}; the paths in {list_file} are relative to it)")
+    return records
 
 
 def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, workers: int = 2):

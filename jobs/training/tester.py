@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from jobs.training.checkpoint import Checkpoint, as_checkpoint
 from jobs.training.config import Config
 from jobs.training.distributed import Dist, exit_on_error, gather_objects, init_distributed, shutdown
 from jobs.training.engine import evaluate, make_amp
@@ -23,7 +24,7 @@ class Incomplete(RuntimeError):
     """Fewer videos evaluated than the list holds: no headline number."""
 
 
-def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, out: str | None = None,
+def test_checkpoint(cfg: Config, checkpoint: str | Checkpoint, *, device: str | None = None, out: str | None = None,
         dump: str | None = None, list_file: str | None = None, prefix: str | None = None,
         allow_partial: bool = False, say=print) -> dict:
     """Evaluate `checkpoint` with cfg's test split; returns {"metrics": ..., "evaluated": n, "total": m, "skipped":
@@ -37,15 +38,18 @@ def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, 
     """
     if allow_partial:
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, on_error="skip", max_bad_fraction=1.0))
+    # A bad or unfitting checkpoint fails here, on the CPU, before any DALI worker starts.
+    checkpoint = as_checkpoint(checkpoint)
+    model = load_for_eval(cfg.model, checkpoint)
     dist = init_distributed(device)
     with exit_on_error(dist):
-        records, scores, index, reasons = _evaluate(cfg, checkpoint, dist, list_file, prefix, say)
+        records, scores, index, reasons = _evaluate(cfg, model, dist, list_file, prefix, say)
     shutdown(dist)
     total = len(records)
     evaluated = set(index.tolist())
     skipped = [{"line": r.source, "path": r.path, "reason": reasons.get(r.path) or r.problem or "not evaluated"}
                for i, r in enumerate(records) if i not in evaluated]
-    result = {"config": cfg.name, "checkpoint": str(checkpoint), "evaluated": len(index), "total": total,
+    result = {"config": cfg.name, "checkpoint": checkpoint.path, "evaluated": len(index), "total": total,
               "skipped": skipped}
     if not dist.is_main:
         return result
@@ -75,7 +79,7 @@ def test_checkpoint(cfg: Config, checkpoint: str, *, device: str | None = None, 
     return result
 
 
-def _evaluate(cfg: Config, checkpoint: str, dist: Dist, list_file, prefix, say):
+def _evaluate(cfg: Config, model, dist: Dist, list_file, prefix, say):
     """This rank's part, gathered: (records, (N, K) scores, (N,) list indices evaluated, {path: why skipped}).
 
     Everything that talks to the other ranks happens here, under exit_on_error."""
@@ -83,7 +87,7 @@ def _evaluate(cfg: Config, checkpoint: str, dist: Dist, list_file, prefix, say):
         # The loader first: its DALI workers fork before this process creates a CUDA context.
         loader = build_loader(cfg, "test", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
                               device_id=dist.data_device_id, list_file=list_file, prefix=prefix, work_dir=scratch)
-        model = load_for_eval(cfg.model, checkpoint).to(dist.device)
+        model = model.to(dist.device)
         amp, _ = make_amp(cfg.runtime.amp, dist.device)
         layout, a = loader.layout, cfg.test.augment
         say(f"test protocol: {layout.clips} clips x {layout.crops} crop(s) ({a.crop} {a.crop_size}) = "

@@ -91,7 +91,11 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
     log.info(f"config {cfg.name} on {dist.device} (world size {dist.world_size}); work dir {work_dir}")
     start_epoch, iteration, best = 0, 0, float("-inf")
     resume_path = ckpt.find_latest(work_dir) if resume == "auto" else (Path(resume) if resume else None)
+    # Checkpoints first: a bad file is refused before any data loader starts.
     state = ckpt.load_checkpoint(resume_path) if resume_path else None
+    load_from = load_from or cfg.runtime.load_from or None
+    initial = ckpt.read_checkpoint(load_from) if load_from else None     # --load-from / runtime.load_from
+    classes = ckpt.dataset_classes(cfg, log.warning)
     if resume == "auto" and state is None:
         log.info("--resume auto: no checkpoint in the work dir, starting from scratch")
     # Loaders first: their DALI workers fork before this process creates a CUDA context.
@@ -103,7 +107,7 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
     if train_loader.short_videos:
         log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "
                     f"are padded with repeated frames, e.g. {train_loader.short_videos[0]}")
-    model = build_model(cfg.model, load_from or cfg.runtime.load_from or None, log.info).to(dist.device)
+    model = build_model(cfg.model, initial, log.info).to(dist.device)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     lr = scaled_lr(cfg, dist, auto_scale_lr, log)
@@ -140,10 +144,8 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
         best = headline(metrics) if improved else best
         save_epoch = (epoch + 1) % cfg.runtime.checkpoint_interval == 0 or last
         if dist.is_main and (save_epoch or improved):
-            state = {"model": unwrap(trainer.model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "iteration": iteration, "best_metric": best, "config": cfg.name, "rng": rng_state(),
-                     "meta": {"num_classes": cfg.model.num_classes, "arch": cfg.model.arch}}
+            state = ckpt.training_state(cfg, unwrap(trainer.model), optimizer, scheduler, scaler, epoch=epoch + 1,
+                                        iteration=iteration, best_metric=best, rng=rng_state(), classes=classes)
             if improved:
                 ckpt.save_checkpoint(state, work_dir, "best.pth", latest=False)
                 log.info(f"best {best:.4f} at epoch {epoch + 1}: saved best.pth")
