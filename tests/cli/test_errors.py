@@ -148,11 +148,14 @@ def test_too_many_bad_samples(synthetic_root, tmp_path, data):
 
 
 @pytest.mark.parametrize("damage,reason", [
-    (lambda frame: frame.unlink(), "missing file"),
+    # a missing frame is found before any work (every sampled frame is stat'ed up front) and listed
+    (lambda frame: frame.unlink(), "1 of the 24 sampled frame files missing"),
+    # a frame that is there but not a JPEG is found when read, inside a DALI worker
     (lambda frame: frame.write_bytes(b"<html>404</html>"), "not a JPEG"),
 ])
 def test_bad_frame_under_raise_policy_names_line_and_file(synthetic_root, tmp_path, good_checkpoint, damage, reason):
-    """Evaluation raises on the first unreadable video; the error crosses DALI's worker process intact."""
+    """Evaluation raises on unreadable videos, naming line and file; an error raised in DALI's worker process
+    crosses it intact."""
     folder = sorted((synthetic_root / "rawframes").glob("val_*"))[0]
     shutil.copytree(folder, tmp_path / "frames" / folder.name)
     frame = tmp_path / "frames" / folder.name / "img_00007.jpg"
@@ -160,8 +163,7 @@ def test_bad_frame_under_raise_policy_names_line_and_file(synthetic_root, tmp_pa
     bad = write(tmp_path, "list.txt", f"{folder.name} 24 0\n")
     result = tsn("test", good_checkpoint, "--device", "cpu",
                  *opts([f"data.test_list={bad}", f"data.test_prefix={tmp_path / 'frames'}", "test.sampler.num_clips=24"]))
-    line = one_line_error(result, "test", f"{bad}:1: ", str(frame))
-    assert reason in line
+    one_line_error(result, "test", f"{bad}:1: ", str(frame), reason)
 
 
 def test_incomplete_evaluation_refuses_a_headline(synthetic_root, tmp_path, good_checkpoint):
