@@ -70,10 +70,12 @@ def per_video(columns: dict, name: str, videos: int) -> np.ndarray:
     return rows[:, 0]
 
 
-def pair(root, step_tables, split="train", *options, **kw):
-    """(loader and batch without steps on the device variant, loader and batch with the steps)."""
-    base_loader, base = first_batch(config(root, *options, **kw), split, gpu_graph=True)
-    loader, batch = first_batch(config(root, steps_option(split, *step_tables), *options, **kw), split)
+def pair(root, step_tables, split="train", *options, loader_kw=None, **kw):
+    """(loader and batch without steps on the device variant, loader and batch with the steps); clips on the CPU."""
+    loader_kw = loader_kw or {}
+    base_loader, base = first_batch(config(root, *options, **kw), split, gpu_graph=True, **loader_kw)
+    loader, batch = first_batch(config(root, steps_option(split, *step_tables), *options, **kw), split, **loader_kw)
+    base.clips, batch.clips = base.clips.cpu(), batch.clips.cpu()
     assert torch.equal(base.index, batch.index) and base.clips.shape == batch.clips.shape
     return base_loader, base, loader, batch
 
