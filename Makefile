@@ -10,7 +10,7 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PIP_INSTALL) -e '.[test]'
 	touch $@
 
-.PHONY: install test demo lint
+.PHONY: install test demo lint gpu-check gpu-check-dry-run gpu-wheels
 install: $(VENV)/.installed
 
 test: $(VENV)/.installed
@@ -21,3 +21,18 @@ demo: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+
+# GPU check (docs/GPU_CHECK.md): one report in $$GPU_CHECK_OUT (default work_dirs/gpu_check). It uses the repo's
+# venv where there is one, else python3 (the GPU machine has no .venv and gets its extra wheels carried).
+GPU_PY ?= $(if $(wildcard $(PY)),$(PY),python3)
+
+gpu-check:
+	$(GPU_PY) -m tests.gpu.gpu_check
+
+gpu-check-dry-run:
+	$(GPU_PY) -m tests.gpu.gpu_check --dry-run
+
+# The wheels the GPU machine lacks, downloaded into .whl/ and cut into parts of <= 60 MiB (one per device call).
+gpu-wheels:
+	python3 -m tests.gpu.carry download
+	python3 -m tests.gpu.carry split

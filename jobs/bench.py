@@ -9,6 +9,7 @@ import json
 
 import click
 
+from jobs.console.errors import run
 from jobs.console.options import device_option
 from jobs.dataprep.synthetic import ensure_dataset, overrides, parse_size
 from jobs.profiling.data_benchmark import AUGMENTS, SIZES, SMOKE_NOTE, Small, first_videos, format_grid, run_cell
@@ -63,4 +64,4 @@ def data_benchmark(sizes, augments, epochs, videos_per_class, val_per_class, tes
 
 
 if __name__ == "__main__":
-    bench()
+    run(bench)

@@ -9,6 +9,7 @@ import json
 
 import click
 
+from jobs.console.errors import run
 from jobs.console.options import cfg_options
 from jobs.training.config import config_dict, load_config, shipped_configs
 
@@ -26,4 +27,4 @@ def configs_command(name, cfg_options):
 
 
 if __name__ == "__main__":
-    configs_command()
+    run(configs_command)

@@ -11,6 +11,8 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 
 import click
 
+from jobs.console.errors import run
+from jobs.training.checkpoint import read_checkpoint, write_checkpoint
 from model.mmaction2 import convert_checkpoint
 
 
@@ -26,10 +28,13 @@ def convert():
               help="Allow full unpickling (needed when the file's meta holds arbitrary objects); trusted files only.")
 def mmaction2_command(src, dst, trusted):
     """Convert an MMAction2 0.x/1.x TSN checkpoint (`backbone.*`, `cls_head.fc_cls.*`) to ours."""
+    # weights_only unless --trusted: an MMAction2 file may come from anywhere, and unpickling can run code.
+    source = read_checkpoint(src, weights_only=not trusted)
     try:
-        out = convert_checkpoint(src, dst, trusted=trusted)
-    except (RuntimeError, ValueError) as err:
+        out = convert_checkpoint(source.data, Path(src).name)
+    except ValueError as err:
         raise click.ClickException(str(err)) from None
+    write_checkpoint(out, dst)
     state = out["model"]
     head = state.get("head.fc.weight")
     classes = f", {head.shape[0]} classes" if head is not None else ""
@@ -37,4 +42,4 @@ def mmaction2_command(src, dst, trusted):
 
 
 if __name__ == "__main__":
-    convert()
+    run(convert)

@@ -14,6 +14,7 @@ import time
 
 import click
 
+from jobs.console.errors import run as run_command
 from jobs.console.options import cfg_options, device_option
 from jobs.dataprep.synthetic import data_overrides
 from jobs.reporting import ReportError, plot_curves, read_run, write_fusion
@@ -74,4 +75,4 @@ def demo_command(data, work_dir, cfg_options, device):
 
 
 if __name__ == "__main__":
-    demo_command()
+    run_command(demo_command)

@@ -12,6 +12,7 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 
 import click
 
+from jobs.console.errors import run
 from jobs.console.options import cfg_options
 from jobs.exporting import (
     DEFAULT_RTOL,
@@ -80,4 +81,4 @@ def export_command(paths, fmt, out, views, batch, size, dynamic_batch, input_kin
 
 
 if __name__ == "__main__":
-    export_command()
+    run(export_command)

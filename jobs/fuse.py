@@ -2,7 +2,8 @@
 v0.24.1 tools/analysis/report_accuracy.py).
 
 Fused score per video = sum_i c_i * s_i (softmax first with --apply-softmax). The model zoo's two-stream rows are
-RGB + flow logits at 1:1 without softmax. Labels: the last whitespace-separated token of each list line.
+RGB + flow logits at 1:1 without softmax. Labels: a single-label annotation list (rawframes, rawframes with offset
+or videos), read by pipelines/annotations.py.
 """
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ import json
 
 import click
 
+from jobs.console.errors import run
 from jobs.training.fusion import format_table, fuse, read_labels
 
 
@@ -23,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("scores", nargs="+", help="score files from `tsn test --dump` (.npy or MMAction2 .pkl)")
     p.add_argument("--coefficients", nargs="+", type=float, help="one weight per stream (default all 1)")
     p.add_argument("--apply-softmax", action="store_true", help="softmax each stream's scores before fusing")
-    p.add_argument("--labels", "--datalist", dest="labels", required=True, help="annotation list (label last)")
+    p.add_argument("--labels", "--datalist", dest="labels", required=True, help="single-label annotation list")
     p.add_argument("--out", help="write the table as JSON here")
     return p
 
@@ -44,4 +46,4 @@ def fuse_command(args):
 
 
 if __name__ == "__main__":
-    fuse_command()
+    run(fuse_command)

@@ -12,6 +12,7 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 
 import click
 
+from jobs.console.errors import run
 from jobs.reporting import ReportError, format_summary, plot_curves, read_run, summarize
 
 
@@ -40,4 +41,4 @@ def plot_command(logs, out, summary, metric, include_outliers, title):
 
 
 if __name__ == "__main__":
-    plot_command()
+    run(plot_command)

@@ -14,6 +14,7 @@ from collections import Counter
 
 import click
 
+from jobs.console.errors import run
 from jobs.console.options import cfg_options
 from jobs.dataprep import filelist as filelist_mod
 from jobs.dataprep import flow as flow_mod
@@ -178,15 +179,19 @@ def flow(src_dir, dst_dir, short_side, size, workers, report, algo, bound, templ
 @prepare.command("check")
 @click.argument("config")
 @click.option("--split", type=click.Choice(["train", "val", "test"]), default="train", show_default=True)
-@click.option("--full", is_flag=True, help="Also read every frame header (frame folders) / decode every frame.")
+@click.option("--full", is_flag=True,
+              help="Also decode every frame as training does (DALI's CPU JPEG decoder, PyAV for videos); "
+                   "resumable: results are cached in <list>.full_check.jsonl.")
 @click.option("--report", help="JSON-lines report (default: <list>.check.jsonl).")
 @click.option("--clean-list", help="Write the usable lines of the list here.")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Processes for probing and --full decoding [default: the recipe's data.workers].")
 @cfg_options
-def check_command(config, split, full, report, clean_list, cfg_options):
+def check_command(config, split, full, report, clean_list, workers, cfg_options):
     """Pre-flight check of CONFIG's data for one split."""
     cfg = load_config(config, cfg_options)
     report = report or split_files(cfg, split)[0] + ".check.jsonl"
-    counts = run_check(cfg, split, full, report, clean_list)
+    counts = run_check(cfg, split, full, report, clean_list, workers)
     for kind, n in sorted(counts.items(), key=lambda kv: (kv[0] != "ok", kv[0])):
         click.echo(f"{kind:>18}: {n}")
     click.echo(f"report: {report}" + (f"; usable lines: {clean_list}" if clean_list else ""))
@@ -223,4 +228,4 @@ def synthetic_command(out, seed, videos_per_class, size):
     click.echo(f"{summary['num_classes']} classes, {summary['counts']} videos written to {out}")
 
 if __name__ == "__main__":
-    prepare()
+    run(prepare)

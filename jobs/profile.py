@@ -7,6 +7,7 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 
 import click
 
+from jobs.console.errors import run as run_command
 from jobs.console.options import cfg_options, device_option
 from jobs.profiling.report import format_report, write_json
 from jobs.profiling.report import plot as plot_report
@@ -73,4 +74,4 @@ def profile_command(config, modes, splits, compare, device, warmup, iters, model
 
 
 if __name__ == "__main__":
-    profile_command()
+    run_command(profile_command)

@@ -1,4 +1,7 @@
-"""`tsn test CONFIG CKPT`: the recipe's (or a named) test protocol, the model zoo's metrics, score dumps."""
+"""`tsn test [CONFIG] CKPT`: the recipe's (or a named) test protocol, the model zoo's metrics, score dumps.
+
+Without CONFIG the config stored in the checkpoint is used (`tsn train` stores the resolved one).
+"""
 import sys
 from pathlib import Path
 
@@ -9,18 +12,17 @@ import dataclasses
 
 import click
 
-from jobs.console.options import cfg_options, device_option
-from jobs.training.config import load_config
+from jobs.console.errors import run
+from jobs.console.options import cfg_options, config_and_checkpoint, device_option
 from jobs.training.evaluation import METRICS
+from jobs.training.loaders import DataError
 from jobs.training.protocols import PROTOCOLS, with_protocol
-from jobs.training.tester import Incomplete, test_checkpoint
+from jobs.training.tester import test_checkpoint
 from model.tsn import AVERAGE_CLIPS
 
 
 @click.command("test", context_settings={"ignore_unknown_options": False})
-@click.argument("config")
-@click.argument("checkpoint")
-@click.argument("extra_metrics", nargs=-1)
+@click.argument("words", nargs=-1, metavar="[CONFIG] CHECKPOINT")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), default="recipe", show_default=True,
               help="Test views: the recipe's, or a model-zoo protocol.")
 @click.option("--average-clips", type=click.Choice(AVERAGE_CLIPS), help="Override runtime.average_clips.")
@@ -33,22 +35,23 @@ from model.tsn import AVERAGE_CLIPS
 @click.option("--allow-partial", is_flag=True, help="Report metrics even if some videos could not be evaluated.")
 @cfg_options
 @device_option()
-def test_command(config, checkpoint, extra_metrics, protocol, average_clips, eval_metrics, out, dump, list_file,
-                 prefix, allow_partial, cfg_options, device):
-    """Test CHECKPOINT with CONFIG's test protocol."""
+def test_command(words, protocol, average_clips, eval_metrics, out, dump, list_file, prefix, allow_partial,
+                 cfg_options, device):
+    """Test CHECKPOINT with CONFIG's test protocol (without CONFIG: the config stored in the checkpoint)."""
+    cfg, checkpoint, extra_metrics = config_and_checkpoint(words, cfg_options)
     bad = [m for m in extra_metrics if m not in METRICS or not eval_metrics]
     if bad:
         raise click.UsageError(f"unexpected argument(s) {' '.join(bad)}")
-    cfg = with_protocol(load_config(config, cfg_options), protocol)
+    cfg = with_protocol(cfg, protocol)
     metrics = tuple(eval_metrics) + tuple(extra_metrics)
     runtime = dataclasses.replace(cfg.runtime, metrics=metrics or cfg.runtime.metrics,
                                   average_clips=average_clips or cfg.runtime.average_clips)
     try:
         test_checkpoint(dataclasses.replace(cfg, runtime=runtime), checkpoint, device=device, out=out, dump=dump,
-            list_file=list_file, prefix=prefix, allow_partial=allow_partial)
-    except Incomplete as err:
-        raise click.ClickException(str(err)) from None
+                        list_file=list_file, prefix=prefix, allow_partial=allow_partial)
+    except DataError as err:
+        raise DataError(f"{err}\n(--allow-partial evaluates the readable videos and lists the others)") from None
 
 
 if __name__ == "__main__":
-    test_command()
+    run(test_command)

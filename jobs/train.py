@@ -7,6 +7,7 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 
 import click
 
+from jobs.console.errors import run
 from jobs.console.options import cfg_options, device_option
 from jobs.training.config import load_config
 from jobs.training.trainer import train
@@ -38,4 +39,4 @@ def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_va
 
 
 if __name__ == "__main__":
-    train_command()
+    run(train_command)

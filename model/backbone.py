@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from urllib.parse import urlparse
 
 import torch
-import torchvision
 from torch import Tensor, nn
 
 log = logging.getLogger(__name__)
@@ -22,12 +21,20 @@ FLOW_INITS = ("random", "cross_modality")
 DOWNLOAD_TIMEOUT_S = 60.0  # a firewalled network drops packets; without a timeout the download would hang
 
 
+class WeightsUnavailable(RuntimeError):
+    """Initial weights that cannot be had (offline and not cached, or a `pretrained` file missing or unreadable);
+    the message names the file and where to put it."""
+
+
 def _torchvision_resnet(arch: str):
     """(constructor, IMAGENET1K_V1 weights) for `arch`.
 
     V1 = the original ImageNet-1k weights that MMAction2 0.x loaded via `torchvision://resnetXX` (MMAction2 v0.24.1
     mmaction/models/backbones/resnet.py `init_weights`).
     """
+    # Imported here: torchvision.models pulls in torch._dynamo (~4 s), which a command that fails on its recipe or
+    # list, or only lists recipes, never needs.
+    import torchvision
     tv = torchvision.models
     table = {
         "resnet18": (tv.resnet18, tv.ResNet18_Weights.IMAGENET1K_V1),
@@ -83,7 +90,7 @@ def imagenet_state_dict(arch: str, weights_dir: str | None = None) -> dict[str, 
     """Load the cached ImageNet file, or download it once; offline, fail fast naming the file to place."""
     url, path = imagenet_file(arch, weights_dir)
     if os.path.isfile(path):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return read_weights_file(path, f"cached ImageNet weights for {arch}; delete it to download it again")
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)
     try:
@@ -91,7 +98,7 @@ def imagenet_state_dict(arch: str, weights_dir: str | None = None) -> dict[str, 
             url, model_dir=os.path.dirname(path), map_location="cpu", progress=False, check_hash=True, weights_only=True
         )
     except Exception as err:  # URLError, timeout, hash mismatch: all mean "get the file by hand"
-        raise RuntimeError(
+        raise WeightsUnavailable(
             f"ImageNet weights for {arch} are not available and could not be downloaded ({err}). "
             f"Download {url} on a connected machine and place the file {os.path.basename(path)} in "
             f"{os.path.dirname(path)} (torch.hub.get_dir()/checkpoints unless weights_dir is given), "
@@ -99,6 +106,17 @@ def imagenet_state_dict(arch: str, weights_dir: str | None = None) -> dict[str, 
         ) from err
     finally:
         socket.setdefaulttimeout(previous)
+
+
+def read_weights_file(path: str, what: str) -> dict[str, Tensor]:
+    """A torchvision-format state dict file (tensors only: weights_only); WeightsUnavailable if it cannot be read."""
+    if not os.path.isfile(path):
+        raise WeightsUnavailable(f"{path}: no such file ({what})")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated zip, not a torch file, a non-tensor pickle
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise WeightsUnavailable(f"{path}: cannot be read as {what} ({first})") from None
 
 
 def load_torchvision_weights(trunk: ResNetTrunk, state: Mapping[str, Tensor], flow_init: str = "random") -> list[str]:

@@ -6,12 +6,10 @@ BN after the conv (`conv2` -> `bn2`) and numbers the downsample pair (`downsampl
 """
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 HEAD_KEYS = ("head.fc.weight", "head.fc.bias")
@@ -98,25 +96,13 @@ def load_state(model: nn.Module, state_dict: Mapping, *, strict: bool = False, r
     return LoadReport(tuple(take), missing, unexpected, tuple(head_skipped))
 
 
-def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *, trusted: bool = False) -> dict:
-    """Read an MMAction2 checkpoint, write {"model": our state dict, "meta": source meta + provenance} to dst.
-
-    trusted=True allows full unpickling (weights_only=False) for files whose meta holds non-primitive objects;
-    only use it on files from a source you trust. Returns the written dict.
-    """
-    try:
-        checkpoint = torch.load(src, map_location="cpu", weights_only=not trusted)
-    except Exception as err:
-        if trusted:
-            raise
-        raise RuntimeError(f"{src}: cannot be read with weights_only=True ({err}); if the file comes from a "
-                           "source you trust, pass trusted=True") from err
+def convert_checkpoint(checkpoint: Mapping, source_name: str) -> dict:
+    """An MMAction2 checkpoint as read ({"state_dict", "meta"}) -> {"model": our state dict, "meta": its meta +
+    provenance}. Reading and writing files is the caller's (jobs/training/checkpoint.py owns the file format)."""
     state = mmaction2_to_tsn(checkpoint)
     unknown = [k for k in state if not k.startswith("backbone.") and k not in HEAD_KEYS]
     if unknown:
-        raise ValueError(f"{src}: keys that are not part of a TSN (ResNet + TSNHead): {unknown}")
+        raise ValueError(f"{source_name}: keys that are not part of a TSN (ResNet + TSNHead): {unknown}")
     meta = dict(checkpoint["meta"]) if isinstance(checkpoint.get("meta"), Mapping) else {}
-    meta["converted_from"] = os.path.basename(os.fspath(src))
-    out = {"model": state, "meta": meta}
-    torch.save(out, dst)
-    return out
+    meta["converted_from"] = source_name
+    return {"model": state, "meta": meta}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from dataclasses import dataclass
 
 import torch
@@ -21,6 +20,7 @@ from model.backbone import (
     ResNetTrunk,
     imagenet_state_dict,
     load_torchvision_weights,
+    read_weights_file,
 )
 
 log = logging.getLogger(__name__)
@@ -151,9 +151,7 @@ def build_tsn(cfg: TSNConfig, *, weights_dir: str | None = None) -> TSN:
     if cfg.pretrained == "imagenet":
         load_torchvision_weights(model.backbone, imagenet_state_dict(cfg.arch, weights_dir), cfg.flow_init)
     elif cfg.pretrained is not None:
-        if not os.path.isfile(cfg.pretrained):
-            raise FileNotFoundError(f"TSNConfig.pretrained: no such file {cfg.pretrained!r}")
-        state = torch.load(cfg.pretrained, map_location="cpu", weights_only=True)
+        state = read_weights_file(cfg.pretrained, "TSNConfig.pretrained, a torchvision-format state dict")
         load_torchvision_weights(model.backbone, state, cfg.flow_init)
     return model
 

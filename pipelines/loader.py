@@ -16,6 +16,7 @@ import torch
 
 from . import host_resample
 from .graph import output_names
+from .readers import BadSample
 from .recovery import recover
 from .sharding import loadable
 from .source import ClipSource, read_bad_log
@@ -31,6 +32,26 @@ class Batch:
 
 class TooManyBadSamples(RuntimeError):
     """More of the data was unreadable than `max_bad_fraction` allows."""
+
+
+_WORKER_BADSAMPLE = f"\n{BadSample.__module__}.{BadSample.__qualname__}: "
+
+
+def _source_error(err: BaseException) -> BadSample | None:
+    """A BadSample raised by the source, from `err` or its chain of causes.
+
+    In a worker process the exception does not survive as such: DALI's pool (nvidia/dali/_multiproc/pool.py) hands the
+    parent a plain RuntimeError with the message, wrapped in an Exception whose text is the worker's traceback. That
+    traceback's last line, `pipelines.readers.BadSample: <message>`, is the message (list line and file)."""
+    seen = 0
+    while err is not None and seen < 8:
+        if isinstance(err, BadSample):
+            return err
+        text = str(err)
+        if _WORKER_BADSAMPLE in text:
+            return BadSample(text.rsplit(_WORKER_BADSAMPLE, 1)[1].strip())
+        err, seen = err.__cause__, seen + 1
+    return None
 
 
 def _view(tensor_list) -> torch.Tensor:
@@ -66,7 +87,15 @@ class ClipLoader:
             return run_guarded(self.pipeline, self.batch_timeout, self._loading, *args)
         except (StopIteration, LoaderStalled, WorkerDied):
             raise
-        except RuntimeError as err:             # a decoder failed inside DALI: the pipeline object is dead
+        except Exception as err:
+            # DALI's worker pool re-raises a source error wrapped in plain Exceptions: hand back our own (it names
+            # the list line and file) rather than DALI's wrappers.
+            ours = _source_error(err)
+            if ours is not None and ours is not err:
+                raise ours from None
+            if ours is not None or not isinstance(err, RuntimeError):
+                raise
+            # A decoder failed inside DALI: the pipeline object is dead.
             if self.build is None:
                 raise
             self._rebuild_after(err)

@@ -61,6 +61,12 @@ class FrameFolderReader:
         return Clip(data, size[0], size[1])
 
 
+def video_indices(record: VideoRecord, indices: np.ndarray) -> np.ndarray:
+    """Sampled indices -> frame indices of the file: a record may stand for the sub-range [offset, offset +
+    total_frames) of a video (a window of a long video, jobs/training/timeline.py), as rawframe lists' offsets do."""
+    return np.asarray(indices, dtype=np.int64) + record.offset
+
+
 @dataclass(frozen=True)
 class PyAVReader:
     timeout_s: float = 30.0
@@ -71,7 +77,7 @@ class PyAVReader:
         from .pyav_decode import decode_frames
         from .timeout import DecodeTimeout, call_with_timeout
         try:
-            frames = call_with_timeout(decode_frames, self.timeout_s, record.path, indices)
+            frames = call_with_timeout(decode_frames, self.timeout_s, record.path, video_indices(record, indices))
         except DecodeTimeout:
             raise BadSample(f"{record.path}: decoding took longer than {self.timeout_s:g} s") from None
         except FileNotFoundError:
@@ -95,4 +101,4 @@ class VideoFileReader:
         data = _read_file(record.path)
         if data.size == 0:
             raise BadSample(f"{record.path}: empty file")
-        return Clip([data], w, h, np.asarray(indices, dtype=np.int32))
+        return Clip([data], w, h, video_indices(record, indices).astype(np.int32))

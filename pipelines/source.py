@@ -175,12 +175,20 @@ class ClipSource:
         raise BadSample(f"{MAX_SUBSTITUTES + 1} consecutive unreadable videos, last: {record.source}")
 
     def _log_bad(self, record: VideoRecord, reason: str, epoch: int):
+        """One JSON line per skipped sample; a log that cannot be written (a full disk) warns, and training goes on."""
         if self.bad_log is None:
             return
         line = json.dumps({"path": record.path, "line": record.source, "reason": reason,
                            "rank": self.epochs.shard.rank, "epoch": epoch})
-        with open(self.bad_log, "a", encoding="utf-8") as f:   # one short write per line: atomic with O_APPEND
-            f.write(line + "\n")
+        try:
+            # One short write per line on O_APPEND: lines of several workers never interleave.
+            with open(self.bad_log, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as err:
+            import logging
+            logging.getLogger(__name__).warning(
+                "%s: cannot record a skipped sample (%s): %s; it is not counted against max_bad_fraction",
+                self.bad_log, err.strerror or err, record.source)
 
     def _emit(self, columns: dict, index: int, clip: Clip, views: list[View], drawn: dict):
         """Append one video's rows: one per frame (frame-level readers) or one per video (video decoder)."""
@@ -218,14 +226,27 @@ class ClipSource:
 
 
 def read_bad_log(path: str | None) -> list[dict]:
-    """Entries of a bad-sample log, first occurrence of each path only."""
+    """Entries of a bad-sample log, first occurrence of each path only.
+
+    A line that does not parse (the last one, cut short by a kill or a full disk) is skipped with a warning.
+    """
     if not path or not os.path.exists(path):
         return []
-    seen, out = set(), []
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            entry = json.loads(line)
-            if entry["path"] not in seen:
-                seen.add(entry["path"])
+    seen, out, torn = set(), [], []
+    with open(path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, start=1):
+            try:
+                entry = json.loads(line)
+                key = entry["path"]
+            except (json.JSONDecodeError, TypeError, KeyError):
+                if line.strip():
+                    torn.append(n)
+                continue
+            if key not in seen:
+                seen.add(key)
                 out.append(entry)
+    if torn:
+        import logging
+        logging.getLogger(__name__).warning("%s: skipped unparsable line(s) %s (a write cut short?)", path,
+                                            ", ".join(map(str, torn)))
     return out

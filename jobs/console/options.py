@@ -1,7 +1,11 @@
-"""`--cfg-options a=1 b=2`: MMAction2's one-flag-many-values shape, as a click option (also repeatable)."""
+"""Shared command-line shapes: `--cfg-options a=1 b=2` (MMAction2's one-flag-many-values, also repeatable) and
+`[CONFIG] CHECKPOINT` (test, predict)."""
 from __future__ import annotations
 
 import click
+
+from jobs.training.checkpoint import Checkpoint, is_checkpoint_path, read_checkpoint
+from jobs.training.config import Config, load_config
 
 
 class KeyValueOption(click.Option):
@@ -32,3 +36,19 @@ def device_option(default: str | None = None):
     """`--device cpu | cuda | cuda:N`, the one spelling every command uses (jobs/training/distributed.py)."""
     from jobs.training.distributed import DEVICE_HELP
     return click.option("--device", default=default, show_default=default is not None, help=DEVICE_HELP)
+
+
+def config_and_checkpoint(words: tuple[str, ...], overrides) -> tuple[Config, Checkpoint, tuple[str, ...]]:
+    """`[CONFIG] CHECKPOINT REST...` -> (Config, Checkpoint, REST).
+
+    The first word is the checkpoint when it looks like one (an existing file that is not a .toml/.json recipe, or
+    a .pth/.pt/.ckpt name) or is the only word; the config then comes from the checkpoint. A CONFIG given first
+    wins over the stored one. `overrides` (--cfg-options) apply either way.
+    """
+    if not words:
+        raise click.UsageError("missing argument CHECKPOINT")
+    if is_checkpoint_path(words[0]) or len(words) == 1:
+        checkpoint = read_checkpoint(words[0])
+        return checkpoint.config(overrides), checkpoint, tuple(words[1:])
+    cfg = load_config(words[0], overrides)
+    return cfg, read_checkpoint(words[1]), tuple(words[2:])

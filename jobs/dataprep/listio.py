@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.dataprep.naming import count_flow_frames, count_frames, is_flow_template
+from pipelines import annotations
+from pipelines.annotations import format_rawframe_line, format_video_line
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv"})
 
 
-class AnnotationError(ValueError):
+class AnnotationError(annotations.AnnotationError):
     """A malformed official annotation file; the message starts with `file:line:`."""
 
 
@@ -115,17 +117,14 @@ class Disk:
         return count_frames(folder, self.template)
 
 
-def labels_text(labels: tuple[int, ...]) -> str:
-    return " ".join(str(label) for label in labels)
-
-
 def list_line(found: Found, labels: tuple[int, ...], clip: tuple[int, int] | None = None) -> str:
-    """One list line; `clip` = (offset, num_frames) for trimmed-clip lists."""
+    """One list line (formatted by pipelines/annotations.py, which reads it back); `clip` = (offset, num_frames)
+    for trimmed-clip lists."""
     if clip is not None:
-        return f"{found.relpath} {clip[0]} {clip[1]} {labels_text(labels)}"
+        return format_rawframe_line(found.relpath, clip[1], labels, offset=clip[0])
     if found.num_frames is None:
-        return f"{found.relpath} {labels_text(labels)}"
-    return f"{found.relpath} {found.num_frames} {labels_text(labels)}"
+        return format_video_line(found.relpath, labels)
+    return format_rawframe_line(found.relpath, found.num_frames, labels)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
@@ -166,7 +165,10 @@ def annotation_file(ann_dir: Path, names: tuple[str, ...], required: bool = True
 
 def numbered_lines(path: Path):
     """(line number, stripped text) for each non-blank line; copes with a BOM and CRLF (UCF-101 uses CRLF)."""
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            if line.strip():
-                yield lineno, line.strip()
+    for lineno, raw in enumerate(Path(path).read_bytes().splitlines(), 1):   # \n, \r\n and \r, as text mode
+        try:
+            line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+        except UnicodeDecodeError:
+            raise AnnotationError(f"{path}:{lineno}: not UTF-8 text") from None
+        if line.strip():
+            yield lineno, line.strip()

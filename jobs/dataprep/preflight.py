@@ -1,8 +1,10 @@
 """The pre-flight check behind `tsn prepare check`: know the data is usable before a long run starts.
 
-check finds missing, unreadable, truncated, zero-frame, too-short, VFR and NVDEC-unsupported videos, and for
-frame folders missing or (with --full) corrupt frames; it prints a summary, writes a JSON-lines report, can
-write a cleaned list (the usable lines, verbatim), and exits 1 when anything is unusable.
+check finds missing, unreadable, truncated, zero-frame, too-short, VFR and NVDEC-unsupported videos, and frame
+folders that are missing or miss frames; with --full it also decodes every frame of every folder or video as
+training does (jobs/dataprep/fullcheck.py: DALI's CPU image decoder, PyAV for videos), which is what finds JPEGs
+with intact headers but a corrupt body, and videos cut mid-stream. It prints a summary, writes a JSON-lines report,
+can write a cleaned list (the usable lines, verbatim), and exits 1 when anything is unusable.
 """
 import json
 import os
@@ -10,38 +12,35 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
+from jobs.dataprep.fullcheck import decode_check, folder_job, video_job
 from jobs.training.config import Config
 from jobs.training.loaders import load_records, split_files
 from pipelines.annotations import FrameLayout, VideoRecord
-from pipelines.jpeg import BadJpeg, jpeg_size
 from pipelines.video_index import build_index, index_path_for
 
-ERRORS = {"missing", "unreadable", "zero_frames", "unsupported", "missing_frames", "corrupt_frame", "truncated"}
+ERRORS = {"missing", "unreadable", "zero_frames", "unsupported", "missing_frames", "corrupt_frame", "truncated",
+          "decode_error"}
 
 
 def min_frames(cfg: Config, split: str) -> int:
     return getattr(cfg, split).sampler.min_frames
 
 
-def check_folder(record: VideoRecord, layout: FrameLayout, full: bool) -> list[tuple[str, str]]:
+def frame_files(record: VideoRecord, layout: FrameLayout) -> list[str]:
+    """Every frame file the list line names (RGB: one per frame; flow: x and y)."""
+    return layout.frame_paths(record, range(layout.start_index, layout.start_index + (record.total_frames or 0)))
+
+
+def check_folder(record: VideoRecord, layout: FrameLayout) -> list[tuple[str, str]]:
     if not os.path.isdir(record.path):
         return [("missing", f"no folder {record.path}")]
-    problems = []
-    paths = layout.frame_paths(record, range(layout.start_index, layout.start_index + (record.total_frames or 0)))
+    paths = frame_files(record, layout)
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
-        problems.append(("missing_frames", f"{len(missing)} of {len(paths)} frames missing, first {missing[0]}"))
-    if full:
-        for p in (p for p in paths if os.path.isfile(p)):
-            try:
-                jpeg_size(np.fromfile(p, np.uint8))
-            except BadJpeg as err:
-                problems.append(("corrupt_frame", f"{p}: {err}"))
-                break
-    return problems
+        return [("missing_frames", f"{len(missing)} of {len(paths)} frames missing, first {missing[0]}")]
+    return []
 
 
 def check_video(record: VideoRecord, info) -> list[tuple[str, str]]:
@@ -56,21 +55,37 @@ def check_video(record: VideoRecord, info) -> list[tuple[str, str]]:
     return problems
 
 
-def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str | None) -> Counter:
+def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str | None,
+              workers: int | None = None) -> Counter:
+    """Check `split`'s list of `cfg`; `full` also decodes every frame (cached in <list>.full_check.jsonl)."""
     list_file = split_files(cfg, split)[0]
     records = load_records(cfg, split)
     d = cfg.data
+    workers = d.workers if workers is None else workers
+    progress = sys.stderr.isatty()
     if d.source == "video":
-        infos = build_index([r.path for r in records], index_path_for(list_file), workers=d.workers,
-                            progress=sys.stderr.isatty())
+        infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers,
+                            progress=progress)
     layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
+    found: list[list[tuple[str, str]]] = []
+    for r in tqdm(records, desc="check", disable=not progress):
+        problems = check_video(r, infos[r.path]) if d.source == "video" else check_folder(r, layout)
+        frames = infos[r.path].num_frames if d.source == "video" else r.total_frames
+        if frames is not None and 0 < frames < min_frames(cfg, split):
+            problems.append(("too_short", f"{frames} frames < one clip ({min_frames(cfg, split)}): padded"))
+        found.append(problems)
+    if full:   # decode what passed the cheap checks (a missing file has nothing to decode)
+        what = f"frames:{d.modality}:{d.filename_tmpl}"
+        jobs = {i: video_job(r.path, infos[r.path].num_frames) if d.source == "video"
+                else folder_job(r.path, frame_files(r, layout), d.modality == "Flow", what)
+                for i, r in enumerate(records) if not any(kind in ERRORS for kind, _ in found[i])}
+        decoded = decode_check(list({j.path: j for j in jobs.values()}.values()), list_file + ".full_check.jsonl",
+                               workers=workers, progress=progress)
+        for i, job in jobs.items():
+            found[i] += decoded[job.path]
     counts, usable = Counter(), []
     with open(report, "w", encoding="utf-8") as out:
-        for r in tqdm(records, desc="check", disable=not sys.stderr.isatty()):
-            problems = check_video(r, infos[r.path]) if d.source == "video" else check_folder(r, layout, full)
-            frames = infos[r.path].num_frames if d.source == "video" else r.total_frames
-            if frames is not None and 0 < frames < min_frames(cfg, split):
-                problems.append(("too_short", f"{frames} frames < one clip ({min_frames(cfg, split)}): padded"))
+        for r, problems in zip(records, found):
             for kind, reason in problems:
                 counts[kind] += 1
                 out.write(json.dumps({"line": r.source, "path": r.path, "problem": kind, "reason": reason}) + "\n")

@@ -252,18 +252,28 @@ def resolve_path(name_or_path: str) -> Path:
 
 def _read(path: Path) -> dict:
     try:
-        if path.suffix == ".json":
-            return json.loads(path.read_text())
-        return tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start})") \
+            from None
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
         raise ConfigError(f"{path}: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read ({err.strerror})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a table of sections, got {type(data).__name__}")
+    return data
 
 
 def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) -> Config:
+    """A recipe (shipped name or .toml/.json path), its `base` merged under it, then `overrides` (key=value)."""
     path = resolve_path(name_or_path)
     data = _read(path)
     base = data.pop("base", None)
     if base is not None:
+        if not isinstance(base, str) or not base:
+            raise ConfigError(f"{path}: base: expected a file name, got {base!r}")
         base_path = (path.parent / base) if not Path(base).is_absolute() else Path(base)
         if not base_path.is_file():
             raise ConfigError(f"{path}: base file {base!r} not found")
@@ -271,17 +281,27 @@ def load_config(name_or_path: str, overrides: tuple[str, ...] | list[str] = ()) 
         if "base" in base_data:
             raise ConfigError(f"{base_path}: a base file cannot name a base of its own (one level only)")
         data = _merge(base_data, data)
+    data.setdefault("name", path.stem)
+    return config_from_dict(data, overrides, source=str(path))
+
+
+def config_from_dict(data: dict, overrides: tuple[str, ...] | list[str] = (), *, source: str) -> Config:
+    """A config from its nested dict (a recipe's tables, or `config_dict` stored in a checkpoint), then `overrides`.
+
+    The same validation as load_config; `source` (a file, or "x.pth (stored config)") starts every error message.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a table of sections, got {type(data).__name__}")
     for item in overrides:
         keys, value = _parse_override(item)
         patch = value
         for k in reversed(keys):
             patch = {k: patch}
         data = _merge(data, patch)
-    data.setdefault("name", path.stem)
     try:
         return _build(Config, data, "")
     except ConfigError as err:
-        raise ConfigError(f"{path}: {err}") from None
+        raise ConfigError(f"{source}: {err}") from None
 
 
 def config_dict(cfg) -> dict:

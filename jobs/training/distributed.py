@@ -1,7 +1,12 @@
-"""torchrun environment -> one `Dist` value object; the single DDP wrapper; the few collectives the jobs need."""
+"""torchrun environment -> one `Dist` value object; the single DDP wrapper; the few collectives the jobs need;
+how a failing rank leaves (`exit_on_error`)."""
 from __future__ import annotations
 
+import multiprocessing
 import os
+import sys
+import traceback
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -109,6 +114,13 @@ def gather_objects(obj, dist: Dist) -> list:
     return out
 
 
+def all_reduce_max_(tensor: torch.Tensor, dist: Dist) -> torch.Tensor:
+    """`tensor`, in place, as its elementwise maximum over the ranks; untouched (no collective) on one process."""
+    if dist.distributed:
+        torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX)
+    return tensor
+
+
 def barrier(dist: Dist):
     if dist.distributed:
         torch_dist.barrier()
@@ -117,3 +129,34 @@ def barrier(dist: Dist):
 def shutdown(dist: Dist):
     if dist.distributed and torch_dist.is_initialized():
         torch_dist.destroy_process_group()
+
+
+@contextmanager
+def exit_on_error(dist: Dist, cleanup=None):
+    """Under DDP, an exception on this rank ends this process at once: message with the rank, traceback, exit 1.
+
+    The other ranks are then stuck in a collective that cannot complete. torchrun stops every worker as soon as one
+    exits non-zero (the normal path), and a gloo peer also sees this rank's sockets close and fails its collective.
+    What must not happen is this rank hanging on its way out: unwinding normally runs the destructors of DALI
+    pipelines (whose Python workers are other processes), of the process group and of CUDA state, and some of those
+    wait for peers or workers that will never answer. So, after `cleanup()` (e.g. closing log files), this
+    process's own child processes (DALI's workers) are terminated and it leaves with os._exit, skipping them.
+    A single process just raises.
+    """
+    try:
+        yield
+    except BaseException as err:
+        if not dist.distributed or (isinstance(err, SystemExit) and err.code in (0, None)):
+            raise
+        try:
+            sys.stdout.flush()
+            traceback.print_exc()
+            print(f"[rank {dist.rank}/{dist.world_size}] {type(err).__name__}: {err}\n"
+                  f"[rank {dist.rank}/{dist.world_size}] exiting; torchrun stops the other ranks", file=sys.stderr)
+            sys.stderr.flush()
+            if cleanup is not None:
+                cleanup()
+            for child in multiprocessing.active_children():
+                child.terminate()
+        finally:
+            os._exit(1)

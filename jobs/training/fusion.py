@@ -9,21 +9,12 @@ import numpy as np
 
 from jobs.training.metrics import fuse_scores, mean_class_accuracy, top_k_accuracy
 from jobs.training.scores import load_scores
+from pipelines.annotations import load_labels
 
 
 def read_labels(list_file: str) -> np.ndarray:
-    labels = []
-    with open(list_file, encoding="utf-8") as f:
-        for n, line in enumerate(f, start=1):
-            tokens = line.split()
-            if not tokens:
-                continue
-            try:
-                labels.append(int(tokens[-1]))
-            except ValueError:
-                why = f"last field {tokens[-1]!r} is not an integer label"
-                raise click.ClickException(f"{list_file}:{n}: {why}") from None
-    return np.array(labels)
+    """(N,) int64 labels of a single-label annotation list (rawframes, with offset, or videos), in list order."""
+    return np.array(load_labels(list_file), dtype=np.int64)
 
 
 def fuse(score_files: list[str], coefficients: list[float], labels: np.ndarray, apply_softmax: bool) -> list[dict]:

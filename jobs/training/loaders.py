@@ -5,6 +5,8 @@ import dataclasses
 import functools
 import os
 
+import numpy as np
+
 from jobs.training.config import Config
 from pipelines.annotations import (
     FrameLayout,
@@ -17,6 +19,7 @@ from pipelines.graph import Decoding, build_pipeline
 from pipelines.loader import ClipLoader
 from pipelines.plan import plan_graph
 from pipelines.readers import FrameFolderReader, PyAVReader, VideoFileReader
+from pipelines.sampling import Sampler, video_rng
 from pipelines.sharding import Shard
 from pipelines.source import ClipSource, Epochs
 
@@ -35,24 +38,32 @@ def split_files(cfg: Config, split: str) -> tuple[str, str]:
 def load_records(cfg: Config, split: str, list_file: str | None = None, prefix: str | None = None) -> list[VideoRecord]:
     d = cfg.data
     default_list, default_prefix = split_files(cfg, split)
+    explicit = prefix is not None
     list_file, prefix = list_file or default_list, default_prefix if prefix is None else prefix
     num_classes = cfg.model.num_classes
     if d.source == "frames":
-        return load_rawframe_list(list_file, data_prefix=prefix, with_offset=d.with_offset,
-                                  multi_class=d.multi_class, num_classes=num_classes)
-    return load_video_list(list_file, data_prefix=prefix, multi_class=d.multi_class, num_classes=num_classes)
+        records = load_rawframe_list(list_file, data_prefix=prefix, with_offset=d.with_offset,
+                                     multi_class=d.multi_class, num_classes=num_classes)
+    else:
+        records = load_video_list(list_file, data_prefix=prefix, multi_class=d.multi_class, num_classes=num_classes)
+    if prefix and not os.path.isdir(prefix):
+        # Otherwise every video would be "missing" one by one (and skipped in training): name the one cause.
+        what = "--prefix" if explicit else f"data.{split}_prefix"
+        raise DataError(f"{prefix}: no such data folder ({what}; the paths in {list_file} are relative to it)")
+    return records
 
 
 def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, workers: int = 2):
     """Fill total_frames from the cached video index; returns (records, {path: (w, h)} of readable videos)."""
     from pipelines.video_index import build_index, index_path_for
-    infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers,
-                        progress=False)
-    bad = [(r, infos[r.path]) for r in records if infos[r.path].status != "ok"]
+    infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers, progress=False)
+    bad = [(r, f"{infos[r.path].status} ({infos[r.path].reason})") for r in records if infos[r.path].status != "ok"]
     if strict and bad:
-        lines = "\n".join(f"  {r.source}: {r.path}: {i.status} ({i.reason})" for r, i in bad[:20])
-        raise DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
-    out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames) if infos[r.path].status == "ok" else
+        raise unusable(bad, list_file)
+    # A record that already has total_frames is a window [offset, offset + total_frames) of its video, cut from this
+    # same index (jobs/training/timeline.py); a list line (total_frames None) stands for the whole file.
+    out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames if r.total_frames is None else r.total_frames)
+           if infos[r.path].status == "ok" else
            dataclasses.replace(r, total_frames=None, problem=f"{infos[r.path].status}: {infos[r.path].reason}")
            for r in records]
     sizes = {p: (i.width, i.height) for p, i in infos.items() if i.status == "ok"}
@@ -68,6 +79,35 @@ def settings(cfg: Config, device: str) -> LoaderSettings:
                            local_ranks=local_ranks)
 
 
+def unusable(bad: list[tuple[VideoRecord, str]], list_file: str) -> DataError:
+    """One error listing every unusable entry as `list:line: path: reason`."""
+    lines = "\n".join(f"  {r.source}: {r.path}: {reason}" for r, reason in bad)
+    return DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
+
+
+def unreadable_folders(records: list[VideoRecord], layout: FrameLayout, sampler: Sampler, start_index: int,
+                       seed: int) -> list[tuple[VideoRecord, str]]:
+    """Frame folders an evaluation cannot read, found up front: (record, reason) for each.
+
+    Evaluation runs one epoch, and ClipSource reads exactly the frames `sampler` picks for video i with
+    video_rng(seed, 0, i) (test-mode samplers pick fixed frames anyway), so those files are what is checked: one
+    stat call each, no reading or decoding (a corrupt JPEG is `tsn prepare check --full`'s business).
+    """
+    bad = []
+    for i, r in enumerate(records):
+        if not r.total_frames or r.total_frames < 1:
+            bad.append((r, f"no frames (total_frames={r.total_frames})"))
+        elif not os.path.isdir(r.path):
+            bad.append((r, "no such frame folder"))
+        else:
+            picked = np.unique(sampler(r.total_frames, start_index, video_rng(seed, 0, i)))
+            missing = [f for f in layout.frame_paths(r, picked) if not os.path.isfile(f)]
+            if missing:
+                bad.append((r, f"{len(missing)} of the {len(picked) * (2 if layout.modality == 'Flow' else 1)} "
+                               f"sampled frame files missing, first {missing[0]}"))
+    return bad
+
+
 def batch_size(cfg: Config, split: str, device: str = "cpu") -> int:
     d = cfg.data
     if split == "train":
@@ -80,20 +120,29 @@ def batch_size(cfg: Config, split: str, device: str = "cpu") -> int:
 def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str = "cpu", device_id: int | None = None,
                  start_epoch: int = 0, work_dir: str | None = None, list_file: str | None = None,
                  prefix: str | None = None, batch: int | None = None, on_error: str | None = None,
-                 gpu_graph: bool = False) -> ClipLoader:
+                 gpu_graph: bool = False, records: list[VideoRecord] | None = None) -> ClipLoader:
     """A loader for `split` ("train" | "val" | "test") of `cfg`, sharded for this rank.
 
     device: where the DALI graph runs ("cpu" | "gpu"; device_id = the CUDA device index). gpu_graph: on the CPU, run
     the graph a GPU would run (full-frame decode, every resample in DALI) instead of the CPU's fast path.
+    records: load these instead of a list (`tsn predict` on folders and windows); `list_file` then only names where
+    the video index is cached (`<list_file>.index.jsonl`).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     d, part = cfg.data, getattr(cfg, split)
     policy = on_error or d.on_error or ("skip" if split == "train" else "raise")
-    records = load_records(cfg, split, list_file, prefix)
+    if records is not None and not list_file:
+        raise ValueError("build_loader(records=...) needs list_file: the video index is cached beside it")
+    records = load_records(cfg, split, list_file, prefix) if records is None else records
     flow = d.modality == "Flow"
     if d.source == "frames":
-        reader = FrameFolderReader(FrameLayout(d.filename_tmpl, d.first_index, d.modality))
+        layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
+        if policy == "raise" and split != "train":     # refuse before any work, naming every unreadable folder
+            bad = unreadable_folders(records, layout, part.sampler, d.first_index, cfg.runtime.seed)
+            if bad:
+                raise unusable(bad, list_file or split_files(cfg, split)[0])
+        reader = FrameFolderReader(layout)
     else:
         records, sizes = index_videos(records, list_file or split_files(cfg, split)[0],
                                       strict=policy == "raise", workers=d.workers)

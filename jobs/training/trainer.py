@@ -12,8 +12,8 @@ import torch
 
 from jobs.training import checkpoint as ckpt
 from jobs.training.config import Config, dump_config
-from jobs.training.distributed import Dist, init_distributed, shutdown, unwrap, wrap_ddp
-from jobs.training.engine import Trainer, evaluate, make_amp, train_one_epoch
+from jobs.training.distributed import Dist, exit_on_error, init_distributed, shutdown, unwrap, wrap_ddp
+from jobs.training.engine import Trainer, build_sgd, evaluate, make_amp, train_one_epoch
 from jobs.training.evaluation import compute_metrics, headline
 from jobs.training.loaders import build_loader
 from jobs.training.logs import Logger
@@ -69,16 +69,33 @@ def validate(model, loader, cfg: Config, dist: Dist, amp, log: Logger, epoch: in
 def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str | None = None,
         validate_every: bool = True, deterministic: bool = False, device: str | None = None,
         auto_scale_lr: bool = False, tensorboard: bool = False) -> dict:
-    """Train `cfg`; returns the last validation metrics (empty without validation)."""
+    """Train `cfg`; returns the last validation metrics (empty without validation).
+
+    Under DDP an error on one rank ends that process promptly (distributed.exit_on_error), naming the rank.
+    """
     dist = init_distributed(device)
-    seed_everything(cfg.runtime.seed, deterministic)
     log = Logger(work_dir, enabled=dist.is_main, tensorboard=tensorboard)
+    with exit_on_error(dist, cleanup=log.close):
+        final = _train(cfg, work_dir, dist, log, resume=resume, load_from=load_from, validate_every=validate_every,
+                       deterministic=deterministic, auto_scale_lr=auto_scale_lr)
+    log.close()
+    shutdown(dist)
+    return final
+
+
+def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str | None, load_from: str | None,
+           validate_every: bool, deterministic: bool, auto_scale_lr: bool) -> dict:
+    seed_everything(cfg.runtime.seed, deterministic)
     if dist.is_main:
         dump_config(cfg, Path(work_dir) / "config.json")
     log.info(f"config {cfg.name} on {dist.device} (world size {dist.world_size}); work dir {work_dir}")
     start_epoch, iteration, best = 0, 0, float("-inf")
     resume_path = ckpt.find_latest(work_dir) if resume == "auto" else (Path(resume) if resume else None)
+    # Checkpoints first: a bad file is refused before any data loader starts.
     state = ckpt.load_checkpoint(resume_path) if resume_path else None
+    load_from = load_from or cfg.runtime.load_from or None
+    initial = ckpt.read_checkpoint(load_from) if load_from else None     # --load-from / runtime.load_from
+    classes = ckpt.dataset_classes(cfg, log.warning)
     if resume == "auto" and state is None:
         log.info("--resume auto: no checkpoint in the work dir, starting from scratch")
     # Loaders first: their DALI workers fork before this process creates a CUDA context.
@@ -90,13 +107,13 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
     if train_loader.short_videos:
         log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "
                     f"are padded with repeated frames, e.g. {train_loader.short_videos[0]}")
-    model = build_model(cfg.model, load_from or cfg.runtime.load_from or None, log.info).to(dist.device)
+    model = build_model(cfg.model, initial, log.info).to(dist.device)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
     lr = scaled_lr(cfg, dist, auto_scale_lr, log)
     o = cfg.optim
-    optimizer = torch.optim.SGD(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
-                                weight_decay=o.weight_decay)
+    optimizer = build_sgd(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
+                          weight_decay=o.weight_decay)
     amp, scaler = make_amp(cfg.runtime.amp, dist.device)
     n = len(train_loader)
     schedule = StepSchedule(n, o.lr_steps, o.gamma, o.warmup_epochs * n, o.warmup_ratio)
@@ -104,6 +121,8 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
     if state:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        for group in optimizer.param_groups:    # a checkpoint's groups replace ours: keep the fused step
+            group.update(fused=True, foreach=None)
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         start_epoch, iteration, best = state["epoch"], state["iteration"], state["best_metric"]
@@ -111,7 +130,7 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
         log.info(f"resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}, "
                  f"lr {optimizer.param_groups[0]['lr']:g}")
     trainer = Trainer(wrap_ddp(model, dist), optimizer, scheduler, scaler, amp, cfg.normalize, dist.device,
-                      o.loss, o.loss_weight, o.grad_clip)
+                      o.loss, o.loss_weight, o.grad_clip, dist)
     final = {}
     for epoch in range(start_epoch, o.epochs):
         iteration = train_one_epoch(trainer, train_loader, epoch, iteration, log, cfg.runtime.log_interval)
@@ -125,18 +144,14 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
         best = headline(metrics) if improved else best
         save_epoch = (epoch + 1) % cfg.runtime.checkpoint_interval == 0 or last
         if dist.is_main and (save_epoch or improved):
-            state = {"model": unwrap(trainer.model).state_dict(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch + 1,
-                     "iteration": iteration, "best_metric": best, "config": cfg.name, "rng": rng_state(),
-                     "meta": {"num_classes": cfg.model.num_classes, "arch": cfg.model.arch}}
+            state = ckpt.training_state(cfg, unwrap(trainer.model), optimizer, scheduler, scaler, epoch=epoch + 1,
+                                        iteration=iteration, best_metric=best, rng=rng_state(), classes=classes)
             if improved:
                 ckpt.save_checkpoint(state, work_dir, "best.pth", latest=False)
                 log.info(f"best {best:.4f} at epoch {epoch + 1}: saved best.pth")
             if save_epoch:
                 ckpt.save_checkpoint(state, work_dir, f"epoch_{epoch + 1}.pth")
                 ckpt.prune(work_dir, cfg.runtime.keep_last)
-    log.close()
-    shutdown(dist)
     return final
 
 

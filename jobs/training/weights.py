@@ -4,43 +4,59 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-import torch
-
+from jobs.training.checkpoint import Checkpoint, CheckpointError, as_checkpoint
 from model.mmaction2 import load_state
 from model.tsn import TSN, TSNConfig, build_tsn
 
+SHOWN = 3   # mismatching keys named in an error message (then "and N more")
 
-def read_weights(path: str) -> dict:
-    """A checkpoint file -> its state dict (our {'model': ...}, MMAction2's {'state_dict': ...}, or bare)."""
+
+def _listed(items: list[str]) -> str:
+    more = f" (and {len(items) - SHOWN} more)" if len(items) > SHOWN else ""
+    return "; ".join(items[:SHOWN]) + more
+
+
+def _fit(model: TSN, source: Checkpoint, cfg: TSNConfig, *, strict: bool, reinit_head: bool):
+    """load_state, with a refusal turned into a CheckpointError that names the file and the keys/shapes that differ."""
+    meta = source.meta
+    trained = f"; the checkpoint says {meta['arch']}, {meta['num_classes']} classes" \
+        if {"arch", "num_classes"} <= set(meta) else ""
+    fits = f"does not fit the model ({cfg.arch}, {cfg.num_classes} classes{trained})"
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"checkpoint {path} not found") from None
-    if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
-        return checkpoint["model"]
-    return checkpoint
+        report = load_state(model, source.weights, reinit_head=reinit_head)
+    except ValueError as err:        # shapes differ: every line after the first names a key and both shapes
+        raise CheckpointError(f"{source.path}: {fits}: shape mismatch: "
+                              f"{_listed([line.strip() for line in str(err).splitlines()[1:]])}") from None
+    if strict and (report.missing or report.unexpected):
+        parts = [f"{len(keys)} {label} keys: {_listed(list(keys))}"
+                 for label, keys in (("missing", report.missing), ("unexpected", report.unexpected)) if keys]
+        raise CheckpointError(f"{source.path}: {fits}: {', '.join(parts)}")
+    return report
 
 
-def build_model(cfg: TSNConfig, load_from: str | None = None, say: Callable[[str], None] = print) -> TSN:
+def build_model(cfg: TSNConfig, load_from: str | Checkpoint | None = None,
+                say: Callable[[str], None] = print) -> TSN:
     """The recipe's TSN; with `load_from`, every tensor comes from that file (a head of another size is re-drawn)."""
     if not load_from:
         return build_tsn(cfg)
+    source = as_checkpoint(load_from)          # first: a bad file fails before any model is built
     # The file replaces the backbone: skip fetching ImageNet weights only to overwrite them.
     model = build_tsn(dataclasses.replace(cfg, pretrained=None))
-    state = read_weights(load_from)
+    state = source.weights
     head = state.get("head.fc.weight", state.get("cls_head.fc_cls.weight"))
-    report = load_state(model, state, reinit_head=True)
+    report = _fit(model, source, cfg, strict=False, reinit_head=True)
     if report.head_skipped and head is not None:
         say(f"cls_head re-initialised: {head.shape[0]} -> {cfg.num_classes} classes")
-    say(f"weights from {load_from}: {report.summary()}")
+    say(f"weights from {source.path}: {report.summary()}")
     return model
 
 
-def load_for_eval(cfg: TSNConfig, checkpoint: str) -> TSN:
+def load_for_eval(cfg: TSNConfig, checkpoint: str | Checkpoint) -> TSN:
     """A model for test/predict: every tensor must come from the checkpoint (strict, same class count)."""
+    source = as_checkpoint(checkpoint)
     model = build_tsn(dataclasses.replace(cfg, pretrained=None))
-    load_state(model, read_weights(checkpoint), strict=True)
+    _fit(model, source, cfg, strict=True, reinit_head=False)
     return model
 
 
-__all__ = ["build_model", "load_for_eval", "read_weights"]
+__all__ = ["build_model", "load_for_eval"]

@@ -12,6 +12,7 @@ import torch
 from click.testing import CliRunner
 
 from jobs.cli import cli
+from jobs.training import tester
 from jobs.training.config import load_config
 from jobs.training.weights import build_model
 from tests.helpers import ROOT as ROOT
@@ -48,13 +49,14 @@ def test_configs_lists_model_zoo_names():
 
 
 def test_bad_config_is_a_clean_error(tmp_path):
+    """In-process too (CliRunner runs the group standalone): one line on stderr, exit status 1."""
     bad = tmp_path / "bad.toml"
     bad.write_text('[model]\ndropout = "high"\n')
     result = CliRunner().invoke(cli, ["train", str(bad)])
-    assert result.exit_code != 0
-    assert "model.dropout" in str(result.exception) and str(bad) in str(result.exception)
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"tsn train: error: {bad}: model.dropout: expected float")
     result = CliRunner().invoke(cli, ["train", "tsn_r50_no_such_recipe"])
-    assert result.exit_code != 0 and "no such config" in str(result.exception)
+    assert result.exit_code == 1 and "no such config" in result.stderr
 
 
 def test_fuse_command_table_and_coefficients(tmp_path):
@@ -109,15 +111,24 @@ def test_convert_mmaction2_round_trip(random_checkpoint, tmp_path):
     assert converted.keys() == ours.keys() and all(torch.equal(converted[k], ours[k]) for k in ours)
 
 
-def test_predict_frame_folder_and_video(synthetic_root, random_checkpoint):
+def test_predict_frame_folder_and_video(synthetic_root, random_checkpoint, tmp_path):
     labels = synthetic_root / "classes.txt"
     folder = sorted((synthetic_root / "rawframes").glob("val_*"))[0]
     opts = ["--cfg-options", "data.workers=1", "--topk", "3", "--json", "--label-map", labels, "--device", "cpu"]
     out = json.loads(invoke("predict", "tsn_r18_synthetic_rgb", random_checkpoint, folder, *opts).output)
     names = labels.read_text().split()
     assert len(out["topk"]) == 3 and all(r["name"] == names[r["label"]] for r in out["topk"])
-    scores = [r["score"] for r in out["topk"]]
-    assert scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1 + 1e-6
+    # the same video through `tsn test`'s path (its val-list line, dumped logits), softmax taken here by torch
+    line = tmp_path / "one.txt"
+    line.write_text((synthetic_root / "val_list_rawframes.txt").read_text().splitlines()[0] + "\n")
+    assert line.read_text().split()[0] == folder.name
+    cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(synthetic_root) + ["data.workers=1"])
+    tester.test_checkpoint(cfg, str(random_checkpoint), device="cpu", dump=str(tmp_path / "s.npy"),
+                           list_file=str(line), say=lambda _: None)
+    probs = torch.from_numpy(np.load(tmp_path / "s.npy")[0]).double().softmax(0)
+    top = probs.argsort(descending=True)[:3]
+    assert [r["label"] for r in out["topk"]] == top.tolist()
+    np.testing.assert_allclose([r["score"] for r in out["topk"]], probs[top].numpy(), rtol=1e-5, atol=1e-6)
     video = synthetic_root / "videos" / (folder.name + ".mp4")
     out = json.loads(invoke("predict", "tsn_r18_synthetic_rgb", random_checkpoint, video, *opts).output)
     assert len(out["topk"]) == 3

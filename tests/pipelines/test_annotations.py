@@ -1,15 +1,23 @@
 """Annotation lists: the MMAction2 formats parse, and every malformed input names its file and line."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
+from jobs.dataprep.listio import Found, list_line
 from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.training.fusion import read_labels
+from jobs.training.loaders import DataError, build_loader
 from pipelines.annotations import (
     AnnotationError,
     FrameLayout,
     VideoRecord,
+    format_rawframe_line,
+    format_video_line,
+    load_class_names,
+    load_labels,
     load_rawframe_list,
     load_video_list,
 )
@@ -97,11 +105,21 @@ def test_missing_and_corrupt_frames_raise_in_eval_and_are_skipped_in_training(sy
     (data / "rawframes" / vids[1] / "img_00005.jpg").write_bytes(b"not a jpeg")        # a corrupt frame
     cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(data) +
                       ["data.val_videos_per_gpu=4", "data.workers=1", "val.sampler.num_clips=24"])
-    with pytest.raises(Exception) as err:                       # evaluation: raise, naming list line and file
+    lst = data / "val_list_rawframes.txt"
+    # evaluation refuses before any work: every sampled frame is stat'ed up front, the error names line and file
+    with pytest.raises(DataError) as err:
+        build_loader(cfg, "val")
+    assert str(err.value) == (f"1 unusable videos in {lst}:\n  {lst}:1: {data / 'rawframes' / vids[0]}: 1 of the 24 "
+                              f"sampled frame files missing, first {data / 'rawframes' / vids[0] / 'img_00012.jpg'}")
+    # a frame that is present but not a JPEG is found when it is read: the loader raises the source's own error
+    # (not DALI's wrapper of it), naming the list line and the file
+    (data / "rawframes" / vids[0] / "img_00012.jpg").write_bytes((data / "rawframes" / vids[0] / "img_00011.jpg")
+                                                                 .read_bytes())
+    with pytest.raises(BadSample) as err:
         for _ in build_loader(cfg, "val"):
             pass
-    text = str(err.value)
-    assert "val_list_rawframes.txt:1" in text and "img_00012.jpg" in text
+    assert str(err.value) == f"{lst}:2: {data / 'rawframes' / vids[1] / 'img_00005.jpg'}: not a JPEG (no SOI marker)"
+    (data / "rawframes" / vids[0] / "img_00012.jpg").unlink()                          # missing again
     # training policy on the same list: both videos skipped, logged with line and reason, the epoch completes
     cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(data) + [
         f"data.train_list={data / 'val_list_rawframes.txt'}", "data.workers=1", "data.videos_per_gpu=4",
@@ -111,8 +129,8 @@ def test_missing_and_corrupt_frames_raise_in_eval_and_are_skipped_in_training(sy
     assert n == len(loader.source.records)
     bad = {b["line"]: b["reason"] for b in loader.bad_samples()}
     assert set(bad) == {f"{data / 'val_list_rawframes.txt'}:1", f"{data / 'val_list_rawframes.txt'}:2"}
-    assert any("missing file" in r for r in bad.values()) and any("not a JPEG" in r for r in bad.values())
-    assert isinstance(BadSample("x"), RuntimeError)
+    assert "missing file" in bad[f"{data / 'val_list_rawframes.txt'}:1"]
+    assert "not a JPEG" in bad[f"{data / 'val_list_rawframes.txt'}:2"]
 
 
 def test_too_many_bad_samples_abort(synthetic_root, tmp_path):
@@ -126,3 +144,89 @@ def test_too_many_bad_samples_abort(synthetic_root, tmp_path):
     with pytest.raises(RuntimeError, match=r"3 of 12 videos unreadable"):
         for _ in loader:
             pass
+
+
+def test_not_utf8_or_binary_lists_name_file_and_line(tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("a 5 1\nb 5 2\ncaf\xe9 5 3\n".encode("latin-1"))
+    with pytest.raises(AnnotationError, match=rf"^{latin1}:3: not UTF-8 text \(byte 0xe9 at column 4\)$"):
+        load_rawframe_list(str(latin1))
+    binary = tmp_path / "frames.tar"
+    binary.write_bytes(b"a.mp4 1\n" + bytes(range(256)))
+    with pytest.raises(AnnotationError, match=rf"^{binary}:2: not UTF-8 text \(NUL byte at column 1"):
+        load_video_list(str(binary))
+    bom = tmp_path / "bom.txt"                      # Windows editors start UTF-8 files with a BOM: not part of a path
+    bom.write_bytes("\ufeffa 5 1\n".encode())
+    assert load_rawframe_list(str(bom), data_prefix="r")[0].path == os.path.join("r", "a")
+    with pytest.raises(AnnotationError, match=r": is a folder, not a list file"):
+        load_rawframe_list(str(tmp_path))
+
+
+RECORDS = {   # kind -> (loader keyword arguments, records as (path, labels, total_frames, offset))
+    "rawframes": ({}, [("class_a/v1", (3,), 120, 0), ("v2", (0,), 0, 0)]),
+    "rawframes+offset": ({"with_offset": True}, [("v1", (7,), 40, 125), ("v1", (8,), 16, 0)]),
+    "multi-label": ({"multi_class": True}, [("v1", (0, 4, 9), 30, 0), ("v2", (5,), 31, 0)]),
+    "videos": ({"multi_class": True}, [("a/b.mp4", (2,), None, 0), ("c.webm", (1, 3), None, 0)]),
+}
+
+
+@pytest.mark.parametrize("kind", RECORDS)
+def test_format_then_parse_round_trip(tmp_path, kind):
+    """records -> the lines `tsn prepare` writes -> the loaders' records: the same records."""
+    kwargs, rows = RECORDS[kind]
+    if kind == "videos":
+        lines = [format_video_line(p, labels) for p, labels, _, _ in rows]
+    else:
+        lines = [format_rawframe_line(p, total, labels, offset=offset if kwargs.get("with_offset") else None)
+                 for p, labels, total, offset in rows]
+    path = write(tmp_path, "".join(line + "\n" for line in lines))
+    if kind == "videos":
+        records = load_video_list(path, data_prefix="root", **kwargs)
+    else:
+        records = load_rawframe_list(path, data_prefix="root", **kwargs)
+    assert [(r.path, r.labels, r.total_frames, r.offset) for r in records] == \
+        [(os.path.join("root", p), labels, total, offset) for p, labels, total, offset in rows]
+    assert [r.source for r in records] == [f"{path}:1", f"{path}:2"]
+
+
+def test_format_refuses_what_could_not_be_read_back():
+    for bad_path in ("my video", "", "#hidden", "tab\there"):
+        with pytest.raises(ValueError, match="cannot be a list path"):
+            format_video_line(bad_path, (1,))
+    with pytest.raises(ValueError, match="labels"):
+        format_rawframe_line("v", 5, ())
+    with pytest.raises(ValueError, match="offset/total_frames"):
+        format_rawframe_line("v", -1, (0,))
+
+
+def test_dataprep_list_lines_read_back(tmp_path):
+    """`tsn prepare filelist` writes through listio.list_line; the loaders read those lines back."""
+    frames = write(tmp_path, list_line(Found("k/v1", 30), (4,)) + "\n", "frames.txt")
+    clips = write(tmp_path, list_line(Found("v1", None), (4,), clip=(50, 25)) + "\n", "clips.txt")
+    videos = write(tmp_path, list_line(Found("k/v1.mp4", None), (4, 6)) + "\n", "videos.txt")
+    (rec,) = load_rawframe_list(frames)
+    assert (rec.path, rec.total_frames, rec.labels) == ("k/v1", 30, (4,))
+    (rec,) = load_rawframe_list(clips, with_offset=True)
+    assert (rec.offset, rec.total_frames, rec.labels) == (50, 25, (4,))
+    (rec,) = load_video_list(videos, multi_class=True)
+    assert (rec.path, rec.labels) == ("k/v1.mp4", (4, 6))
+
+
+def test_load_labels_any_single_label_kind_skipping_comments(tmp_path):
+    assert load_labels(write(tmp_path, "# header\na 5 3\n\n  # indented comment\nb 6 1\n")) == [3, 1]
+    assert load_labels(write(tmp_path, "a.mp4 2\nb.mp4 0\n")) == [2, 0]
+    assert load_labels(write(tmp_path, "a 10 5 7\nb 0 5 8\n")) == [7, 8]
+    with pytest.raises(AnnotationError, match=r"list.txt:2: 2 fields, but the first entry \(rawframes\) has 3"):
+        load_labels(write(tmp_path, "a 5 3\nb.mp4 1\n"))
+    with pytest.raises(AnnotationError, match=r"list.txt:1: labels must be integers"):
+        load_labels(write(tmp_path, "a 5 three\n"))
+    # jobs.training.fusion reads `tsn fuse --labels` through the same parser
+    np.testing.assert_array_equal(read_labels(write(tmp_path, "#c\na 5 3\nb 5 1\n")), [3, 1])
+
+
+def test_class_names(tmp_path):
+    assert load_class_names(write(tmp_path, "jump\nrun\n\n", "classes.txt"), 2) == ("jump", "run")
+    with pytest.raises(AnnotationError, match=r"classes.txt:2: empty class name"):
+        load_class_names(write(tmp_path, "jump\n\nrun\n", "classes.txt"))
+    with pytest.raises(AnnotationError, match=r"classes.txt: 2 class names for 3 classes"):
+        load_class_names(write(tmp_path, "jump\nrun\n", "classes.txt"), 3)

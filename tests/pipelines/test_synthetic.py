@@ -183,9 +183,9 @@ def test_videos_decode_to_the_rgb_frames(tiny):
 
 
 def test_spec_validation():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="width and height must be even"):
         SyntheticSpec(width=81)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_colours must be in 1.."):
         SyntheticSpec(num_colours=99)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_frames must be >= 2"):
         SyntheticSpec(num_frames=1)

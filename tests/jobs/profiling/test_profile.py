@@ -1,7 +1,8 @@
 """`tsn profile` and `tsn bench data-benchmark` on the synthetic set: report structure and internal consistency.
 
-No timing thresholds: only that numbers are positive and agree with each other (frames/s = clips/s x frames per
-clip, ordered percentiles, shares in [0, 1], ratios = quotients of the reported rates).
+No timing thresholds: only that numbers are positive and that the counts behind them are right (clips = batches x
+batch size, the timed window = the sum of the timed latencies). The arithmetic on the timings (rates, percentiles,
+shares) is checked with hand-computed values on a fake clock in test_timing.py.
 """
 from __future__ import annotations
 
@@ -37,11 +38,12 @@ def report(cfg):
                train_batch=2, model_iters=3, say=lambda m: None)
 
 
-def check_rates(r: dict, frames_per_clip: int, views_per_clip: int):
-    assert r["clips_per_s"] > 0 and r["batches"] > 0 and r["seconds"] > 0
-    assert math.isclose(r["frames_per_s"], r["clips_per_s"] * frames_per_clip)
-    assert math.isclose(r["views_per_s"], r["clips_per_s"] * views_per_clip)
-    assert math.isclose(r["clips_per_s"], r["clips"] / r["seconds"])
+def check_rates(r: dict, batch: int, batches: int):
+    assert r["clips_per_s"] > 0 and r["seconds"] > 0
+    # every timed batch is a full batch of the split (24 train / 12 val videos, batches of 4 / 1): none lost
+    assert (r["batches"], r["clips"]) == (batches, batches * batch)
+    # the timed window covers exactly the timed batches (no warm-up inside it)
+    assert math.isclose(r["seconds"], r["latency_ms"]["mean"] * r["batches"] / 1e3, rel_tol=1e-9)
     check_latency(r["latency_ms"])
 
 
@@ -55,27 +57,26 @@ def test_data_mode_train_and_test(report):
     assert (train["split"], test["split"]) == ("train", "test")
     assert (train["frames_per_clip"], train["views_per_clip"]) == (3, 3)
     assert (test["frames_per_clip"], test["views_per_clip"]) == (3, 3)       # 3 clips x 1 centre crop
+    assert (train["batch"], test["batch"]) == (4, 1)                          # the CPU test batch is 1 video
     for d in (train, test):
-        for r in [d["dali"], d["reference"], *d["stages"].values()]:
-            check_rates(r, d["frames_per_clip"], d["views_per_clip"])
-        assert math.isclose(d["ratio"], d["dali"]["clips_per_s"] / d["reference"]["clips_per_s"])
-        c = d["ceiling"]
-        assert c["images_per_s"] > 0 and math.isclose(c["clips_per_s"], c["images_per_s"] / d["frames_per_clip"])
-        assert math.isclose(d["fraction_of_ceiling"], d["dali"]["clips_per_s"] / c["clips_per_s"])
-        shares = d["breakdown"]["share"]
-        assert set(shares) == {"decode", "augment", "host", "source_one_process"}
-        assert all(0.0 <= v <= 1.0 for v in shares.values())
-        assert "per-operator" in d["breakdown"]["note"]
+        # 3 timed batches per loader; the source alone is timed over max(2, 3 // 2) = 2 batches
+        for r in [d["dali"], d["reference"], d["stages"]["graph"], d["stages"]["decode_only"]]:
+            check_rates(r, d["batch"], 3)
+        check_rates(d["stages"]["source_only"], d["batch"], 2)
+        assert d["ratio"] > 0 and d["ceiling"]["images_per_s"] > 0 and d["fraction_of_ceiling"] > 0
+        assert set(d["breakdown"]["share"]) == {"decode", "augment", "host", "source_one_process"}
 
 
 def test_model_mode(report, cfg):
     m = report["model"]
     inf, train = m["inference"], m["train_step"]
     assert inf["views"] == 3 and inf["input"] == [3, 56, 56]
-    assert inf["videos_per_s"] > 0 and math.isclose(inf["views_per_s"], inf["videos_per_s"] * inf["views"])
+    # one video per timed call: videos/s is 1 / mean latency, i.e. the window holds exactly the 3 timed calls
+    assert inf["iters"] == 3 and math.isclose(inf["videos_per_s"], 1e3 / inf["latency_ms"]["mean"], rel_tol=1e-9)
     check_latency(inf["latency_ms"])
     assert train["batch"] == 2 and train["views"] == 3 and train["step_ms"] > 0
-    assert math.isclose(train["clips_per_s"], 2 * train["iters"] / (train["latency_ms"]["mean"] * train["iters"] / 1e3))
+    assert train["iters"] == 3                                            # min(iters, 5) timed steps
+    assert math.isclose(train["clips_per_s"], 2e3 / train["step_ms"], rel_tol=1e-9)   # 2 videos per step
 
 
 def test_step_mode(report):
@@ -83,11 +84,10 @@ def test_step_mode(report):
     for name in ("dali", "reference"):
         r = s[name]
         assert r["iters"] == 3 and r["clips"] == 3 * 4
-        assert 0.0 <= r["data_time_share"] <= 1.0
         assert r["verdict"] in ("loader-bound", "model-bound")
         total = (r["data_ms"]["mean"] + r["step_ms"]["mean"]) * r["iters"] / 1e3
         assert math.isclose(r["seconds"], total, rel_tol=1e-6)
-    assert math.isclose(s["ratio"], s["dali"]["clips_per_s"] / s["reference"]["clips_per_s"])
+    assert s["ratio"] > 0
 
 
 def test_report_text(report):
@@ -120,10 +120,11 @@ def test_cli_writes_json_and_png(synthetic_root, tmp_path):
     assert "DALI loader" in result.output
 
 
-def test_latency_summary_empty_and_ordered():
+def test_latency_summary_empty_and_by_hand():
     assert math.isnan(latency_summary([])["p50"])
-    lat = latency_summary([0.003, 0.001, 0.002, 0.010])
-    assert lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["max"] == 10.0
+    lat = latency_summary([0.003, 0.001, 0.002, 0.010])      # 1, 2, 3, 10 ms: linear percentiles
+    # p50 at rank 1.5 -> 2.5; p90 at rank 2.7 -> 3 + 0.7 x 7 = 7.9; p99 at rank 2.97 -> 3 + 0.97 x 7 = 9.79
+    assert lat == pytest.approx({"mean": 4.0, "p50": 2.5, "p90": 7.9, "p99": 9.79, "max": 10.0})
 
 
 def test_bench_grid_recipes_exist_and_table_layout():

@@ -85,14 +85,16 @@ def test_spec_rounded_values():
 def test_per_class_map_drops_classes_without_positive():
     labels = AP_LABELS_A.copy()
     labels[:, 0] = 0  # class 0 has no positive -> NaN AP, dropped
-    per_class = [average_precision(AP_SCORES[:, c], labels[:, c]) for c in (1, 2, 3)]
-    assert mean_average_precision(AP_SCORES, labels) == pytest.approx(np.mean(per_class))
+    # by hand, videos ranked by each column's score: class 1 positives v0, v3 at ranks 3, 4 -> (1/3 + 2/4) / 2 = 5/12;
+    # class 2 positives v1, v2 at ranks 1, 4 -> (1 + 2/4) / 2 = 3/4; class 3 positives v1, v3 at ranks 4, 2 ->
+    # (1/2 + 2/4) / 2 = 1/2. Mean over the 3 classes with a positive: (5/12 + 3/4 + 1/2) / 3 = 5/9.
+    assert mean_average_precision(AP_SCORES, labels) == pytest.approx(5 / 9)
     assert np.isnan(mean_average_precision(AP_SCORES, np.zeros((4, 4), int)))
 
 
 def test_weighted_scores():
-    a, b = SCORES, SCORES[::-1] * 3
-    np.testing.assert_allclose(weighted_scores([a, b], [2, 1]), 2 * a + b)
+    a, b = [[1.0, -2.0], [0.5, 0.0]], [[3.0, 5.0], [-1.0, 4.0]]
+    np.testing.assert_allclose(weighted_scores([a, b], [2, 1]), [[5.0, 1.0], [0.0, 4.0]])   # 2a + b by hand
     np.testing.assert_allclose(weighted_scores([a], [1]), a)
     with pytest.raises(ValueError):
         weighted_scores([a, b], [1])
@@ -104,9 +106,9 @@ def test_softmax_rows_sum_to_one_and_handle_large_logits():
 
 
 def test_fusion_defaults_to_sum_of_logits():
-    rgb, flow = SCORES, np.roll(SCORES, 1, axis=1)
-    np.testing.assert_allclose(fuse_scores([rgb, flow]), rgb + flow)
-    np.testing.assert_allclose(fuse_scores([rgb, flow], [1.0, 1.5]), rgb + 1.5 * flow)
+    rgb, flow = [[2.0, 1.0, 0.0]], [[-1.0, 3.0, 0.5]]
+    np.testing.assert_allclose(fuse_scores([rgb, flow]), [[1.0, 4.0, 0.5]])
+    np.testing.assert_allclose(fuse_scores([rgb, flow], [1.0, 1.5]), [[0.5, 5.5, 0.75]])
 
 
 def test_fusion_softmax_option_is_per_video_before_weighting():

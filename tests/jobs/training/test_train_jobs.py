@@ -1,7 +1,10 @@
-"""The train and test jobs for real: DDP with 2 gloo processes, exact resume after SIGKILL, atomic checkpoints, AMP."""
+"""The train and test jobs for real: DDP with 2 gloo processes, exact resume after SIGKILL, atomic checkpoints, AMP;
+logs that survive a kill or a full disk."""
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -14,10 +17,15 @@ import pytest
 import torch
 
 from jobs.training import checkpoint as ckpt
-from jobs.training.config import load_config
+from jobs.training.config import config_from_dict, load_config
 from jobs.training.engine import Trainer, make_amp, train_step
+from jobs.training.logs import Logger, read_json_log
 from jobs.training.weights import build_model
+from pipelines.annotations import VideoRecord
+from pipelines.geometry import Augment
 from pipelines.normalize import Normalize
+from pipelines.sampling import Sampler
+from pipelines.source import ClipSource, Epochs, read_bad_log
 from tests.helpers import ROOT as ROOT
 from tests.helpers import synthetic_overrides
 
@@ -102,6 +110,11 @@ def test_resume_after_sigkill_is_exact(synthetic_root, tmp_path):
     a, b = weights(tmp_path / "full" / "epoch_2.pth"), weights(work / "epoch_2.pth")
     for key in a:
         torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    # the checkpoint carries the resolved config (command-line overrides included) and the dataset's class names
+    state = ckpt.load_checkpoint(work / "epoch_2.pth")
+    overrides = [x for x in cfg if x != "--cfg-options"]
+    assert config_from_dict(state["config"], source="epoch_2.pth") == load_config("tsn_r18_synthetic_rgb", overrides)
+    assert state["classes"] == (synthetic_root / "classes.txt").read_text().split()
     epoch2 = [(r["iter"], r["lr"], round(r["loss"], 5)) for r in json_log(tmp_path / "full") if r["epoch"] == 2]
     again = [(r["iter"], r["lr"], round(r["loss"], 5)) for r in json_log(work) if r["epoch"] == 2][-len(epoch2):]
     assert epoch2 == again
@@ -133,6 +146,59 @@ def test_killed_checkpoint_write_leaves_latest_intact(tmp_path):
     assert latest.name == "epoch_1.pth"
     assert ckpt.load_checkpoint(latest)["epoch"] == 1
     assert not (tmp_path / "epoch_2.pth").exists()       # only a hidden temp file can be left behind
+
+
+def test_json_log_survives_a_torn_line_and_a_full_disk(tmp_path, capsys):
+    log = Logger(tmp_path)
+    log.record({"mode": "train", "iter": 1})
+    log.close()
+    with open(tmp_path / "log.jsonl", "a") as f:            # what a run killed mid-write leaves: half a line
+        f.write('{"mode": "train", "it')
+    warnings = []
+    assert read_json_log(tmp_path / "log.jsonl", warn=warnings.append) == [{"mode": "train", "iter": 1}]
+    assert warnings == [f"{tmp_path / 'log.jsonl'}: skipped 1 unparsable line(s) (a write cut short?): line 2"]
+    resumed = Logger(tmp_path)                                  # a resumed run starts its lines on a fresh line
+    resumed.record({"mode": "train", "iter": 2})
+    resumed.close()
+    assert read_json_log(tmp_path / "log.jsonl", warn=warnings.append)[-1] == {"mode": "train", "iter": 2}
+
+    full = tmp_path / "full"                                    # /dev/full: every write fails with ENOSPC
+    full.mkdir()
+    (full / "log.jsonl").symlink_to("/dev/full")
+    (full / "train.log").symlink_to("/dev/full")
+    log = Logger(full)
+    capsys.readouterr()
+    for i in range(3):
+        log.record({"iter": i})
+        log.info(f"iteration {i}")
+    log.close()
+    err = capsys.readouterr().err
+    assert err.count("WARNING:") == 2                           # one warning per file, then training goes on
+    assert f"{full / 'log.jsonl'}: cannot write the log ({os.strerror(errno.ENOSPC)})" in err
+
+
+def test_bad_sample_log_survives_a_torn_line_and_a_full_disk(tmp_path, caplog):
+    class Reader:
+        per_video = False
+
+    def source(bad_log):
+        return ClipSource([], Reader(), Sampler(), Augment(), Epochs(1, False, False), on_error="skip",
+                          bad_log=str(bad_log))
+
+    log = tmp_path / "bad_samples.jsonl"
+    record = VideoRecord("/data/v1", (0,), 10, source="list.txt:7")
+    source(log)._log_bad(record, "missing file /data/v1/img_00001.jpg", epoch=0)
+    with open(log, "a") as f:
+        f.write('{"path": "/data/v2", "li')                    # killed mid-write
+    with caplog.at_level(logging.WARNING, logger="pipelines.source"):
+        entries = read_bad_log(str(log))
+    assert [(e["path"], e["line"]) for e in entries] == [("/data/v1", "list.txt:7")]
+    assert f"{log}: skipped unparsable line(s) 2" in caplog.text
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pipelines.source"):
+        source("/dev/full")._log_bad(record, "missing file", epoch=0)     # a full disk: a warning, no exception
+    assert "/dev/full: cannot record a skipped sample (No space left on device): list.txt:7" in caplog.text
 
 
 def test_prune_keeps_last_k(tmp_path):

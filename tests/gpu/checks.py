@@ -1,0 +1,513 @@
+"""The measurements of the GPU check (tests/gpu/gpu_check.py), one function per task; each returns a JSON-able dict.
+
+Each task runs in a subprocess of the orchestrator (`python -m tests.gpu.checks JOBS.json`), so a segfault or a hang
+in nvJPEG / NVDEC / CUDA ends that task only. `device` is "gpu" on the GPU machine; the dry run passes "cpu", which
+runs the same code on DALI's CPU backend (the comparisons then hold the GPU's graph run on the CPU backend against
+the CPU's fast path, and DALI's CPU VP9 decoder against PyAV) so that CI exercises every line the GPU run takes.
+
+Shapes: loader batches are (B, V, C, H, W) uint8 (pipelines/loader.py); decoded videos (F, H, W, 3) uint8 RGB.
+"""
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import glob
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+
+
+def _data_spec():
+    from pipelines.synthetic import SyntheticSpec
+    return SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24)   # tests/conftest.py's set
+
+
+class Skip(Exception):
+    """The task does not apply here (e.g. H.264 on DALI's CPU backend in the dry run); the message says why."""
+
+
+# --- bar-coded frames: a frame's index can be read back from its pixels ----------------------------------------
+
+CODE_BITS = 12                 # 2**12 = 4096 > 3,000 frames
+BAR = 16                       # px per bit: wide enough that H.264/VP9 at crf 18-30 keep each bar's mean clear
+CODE_W, CODE_H = CODE_BITS * BAR, 128      # 192 x 128: inside every NVDEC codec's minimum size (VP9: 128 x 128)
+
+
+def code_frame(i: int) -> np.ndarray:
+    """(128, 192, 3) uint8: bit b of i -> bar b white (top half); the bottom half a grey level that steps with i,
+    so that consecutive frames differ in more than one bar."""
+    img = np.zeros((CODE_H, CODE_W, 3), np.uint8)
+    for b in range(CODE_BITS):
+        if (i >> b) & 1:
+            img[: CODE_H // 2, b * BAR:(b + 1) * BAR] = 255
+    img[CODE_H // 2:] = 64 + (i * 7) % 128
+    return img
+
+
+def read_code(frame: np.ndarray) -> int:
+    """The index code_frame() wrote, from an (H, W, 3) decoded frame of that size (bar centres only: codecs blur
+    the edges)."""
+    top = frame[4: CODE_H // 2 - 4].astype(np.float32).mean(axis=(0, 2))       # (W,) column means
+    bits = [top[b * BAR + 4:(b + 1) * BAR - 4].mean() > 127.5 for b in range(CODE_BITS)]
+    return sum(1 << b for b, on in enumerate(bits) if on)
+
+
+LONG_OPTIONS = {
+    # Fixed GOPs (no scene-cut keyframes: every frame changes) and B-frames, so seeking needs the GOP structure.
+    "h264": ("libx264", ".mp4", lambda gop: {"preset": "veryfast", "crf": "18",
+                                            "x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0:bframes=2"}),
+    "vp9": ("libvpx-vp9", ".webm", lambda gop: {"g": str(gop), "keyint_min": str(gop), "deadline": "realtime",
+                                               "cpu-used": "8", "lag-in-frames": "0", "crf": "30", "b": "0"}),
+}
+
+
+def write_coded_video(path: Path, codec: str, frames: int, gop: int, fps: int = 25) -> dict:
+    """Encodes code_frame(0..frames-1) with PyAV; returns what the demuxer says about it (keyframe positions)."""
+    import av
+    encoder, _, options = LONG_OPTIONS[codec]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream(encoder, rate=fps, options=options(gop))
+        stream.width, stream.height, stream.pix_fmt = CODE_W, CODE_H, "yuv420p"
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(code_frame(i), format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode())
+    with av.open(str(path)) as inp:
+        s = inp.streams.video[0]
+        packets = [(p.pts, p.is_keyframe) for p in inp.demux(s) if p.size]
+    pts = sorted(p for p, _ in packets)
+    keys = sorted(pts.index(p) for p, k in packets if k)        # presentation indices of the keyframes
+    return {"path": str(path), "codec": codec, "frames": len(pts), "gop": gop, "keyframes": keys[:20],
+            "num_keyframes": len(keys), "bytes": path.stat().st_size}
+
+
+# --- DALI decoding helpers ----------------------------------------------------------------------------------------
+
+def dali_decode(path: str, frames: list[int], device: str, repeats: int = 0) -> tuple[np.ndarray, dict]:
+    """fn.decoders.video(frames=...) on one file: ((F, H, W, 3) uint8, timings in ms). The synchronous executor, so
+    that one run() is one decode (no prefetching overlaps the timed runs)."""
+    from nvidia.dali import fn, pipeline_def
+    data = np.fromfile(path, dtype=np.uint8)
+
+    def graph():
+        enc = fn.external_source(source=lambda: [data], batch=True)
+        return fn.decoders.video(enc, device="mixed" if device == "gpu" else "cpu", frames=list(frames),
+                                 pad_mode="none")
+
+    common = {"batch_size": 1, "num_threads": 2, "device_id": 0 if device == "gpu" else None,
+              "prefetch_queue_depth": 1}
+    executor = "synchronous"
+    t0 = time.perf_counter()
+    try:
+        pipe = pipeline_def(graph, exec_async=False, exec_pipelined=False, **common)()
+        (out,) = pipe.run()
+    except RuntimeError as err:       # not expected; then the default executor, one batch deep, and say so
+        executor = f"default (synchronous refused: {str(err).splitlines()[0][:200]})"
+        pipe = pipeline_def(graph, **common)()
+        t0 = time.perf_counter()
+        (out,) = pipe.run()
+    video = np.array((out.as_cpu() if device == "gpu" else out)[0])
+    first = 1e3 * (time.perf_counter() - t0)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        (out,) = pipe.run()
+        if device == "gpu":
+            out.as_cpu()                       # the copy waits for the decode
+        times.append(1e3 * (time.perf_counter() - t0))
+    del pipe
+    return video, {"first_ms": first, "median_ms": float(np.median(times)) if times else None,
+                   "runs_ms": [round(t, 3) for t in times], "executor": executor}
+
+
+def frame_match(decoded: np.ndarray, reference: np.ndarray, asked: list[int]) -> dict:
+    """Which reference frame each decoded frame is closest to (mean abs diff): exact when it is the one asked for.
+
+    decoded (F, H, W, 3), reference (N, H, W, 3) every frame of the file; margin = how much closer the asked
+    frame is than the best other one (in mean abs diff levels; > 0 means distinguishable)."""
+    dec = decoded.astype(np.float32)
+    ref = reference.astype(np.float32)
+    got, margins, at_asked = [], [], []
+    for k, want in enumerate(asked):
+        diffs = np.abs(ref - dec[k]).mean(axis=(1, 2, 3))             # (N,)
+        got.append(int(diffs.argmin()))
+        others = np.delete(diffs, want)
+        margins.append(float(others.min() - diffs[want]))
+        at_asked.append(float(diffs[want]))
+    return {"asked": list(asked), "closest": got, "exact": got == list(asked),
+            "mean_abs_diff_at_asked": at_asked, "min_margin": min(margins)}
+
+
+# --- tasks --------------------------------------------------------------------------------------------------------
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _library(name: str) -> dict:
+    """Whether the dynamic loader finds `name` (e.g. libnvcuvid.so.1), and which file it mapped."""
+    short = re.sub(r"^lib|\.so.*$", "", name)
+    out = {"find_library": ctypes.util.find_library(short)}
+    try:
+        ctypes.CDLL(name)
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if name.split(".so")[0] + ".so" in line}
+        out.update(loaded=True, path=sorted(paths)[0] if paths else None)
+    except OSError as err:
+        out.update(loaded=False, error=str(err))
+    return out
+
+
+def _nvidia_smi() -> dict:
+    try:
+        q = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                            "--format=csv,noheader"], capture_output=True, text=True, timeout=30)
+        head = subprocess.run(["nvidia-smi"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired) as err:
+        return {"error": str(err)}
+    cuda = re.search(r"CUDA Version:\s*([\d.]+)", head)
+    first = q.stdout.strip().splitlines()[0] if q.stdout.strip() else ""
+    name, driver, memory = ([v.strip() for v in first.split(",")] + [None] * 3)[:3]
+    return {"name": name, "driver": driver, "memory": memory, "driver_cuda": cuda.group(1) if cuda else None,
+            "returncode": q.returncode}
+
+
+def probe_environment(device: str = "gpu") -> dict:
+    """Versions and libraries the GPU path depends on; every probe records its own error instead of raising."""
+    env = {"python": platform.python_version(), "machine": platform.machine(), "cpus": os.cpu_count(),
+           "nvidia_smi": _nvidia_smi(),
+           "LD_LIBRARY_PATH": os.environ.get("LD_LIBRARY_PATH"), "PYTHONPATH": os.environ.get("PYTHONPATH")}
+    try:
+        import torch
+        env["torch"] = {"version": torch.__version__, "cuda": torch.version.cuda,
+                        "cuda_available": torch.cuda.is_available(), "cudnn": torch.backends.cudnn.version()}
+        if torch.cuda.is_available():
+            p = torch.cuda.get_device_properties(0)
+            env["torch"].update(gpu=p.name, capability=f"{p.major}.{p.minor}", memory_gib=round(p.total_memory / 2**30, 1),
+                                bf16=torch.cuda.is_bf16_supported())
+    except Exception as err:            # a broken torch is itself the finding
+        env["torch"] = {"error": f"{type(err).__name__}: {err}"}
+    try:
+        import nvidia.dali as dali
+        env["dali"] = {"version": dali.__version__, "built_for_cuda": getattr(dali, "__cuda_version__", None),
+                       "path": os.path.dirname(dali.__file__),
+                       "distribution": next((d for d in ("nvidia-dali-cuda130", "nvidia-dali-cuda120")
+                                             if _version(d)), None)}
+    except Exception as err:
+        env["dali"] = {"error": f"{type(err).__name__}: {err}"}
+    codec = {"cu13": _version("nvidia-nvimgcodec-cu13"), "cu12": _version("nvidia-nvimgcodec-cu12")}
+    try:
+        from nvidia import nvimgcodec
+        codec["module"] = getattr(nvimgcodec, "__version__", None)
+    except Exception as err:
+        codec["error"] = f"{type(err).__name__}: {err}"
+    env["nvimgcodec"] = codec
+    try:
+        import av
+        env["pyav"] = {"version": av.__version__, "ffmpeg": {k: ".".join(map(str, v))
+                                                               for k, v in av.library_versions.items()},
+                       "encoders": {c: c in av.codecs_available for c in ("libx264", "libvpx-vp9")}}
+    except Exception as err:
+        env["pyav"] = {"error": f"{type(err).__name__}: {err}"}
+    env["libraries"] = {n: _library(n) for n in ("libcuda.so.1", "libnvcuvid.so.1")}
+    # nvImageCodec's nvJPEG extension dlopens libnvjpeg.so.13 from the CUDA 13 wheels' nvidia/cu13/lib or
+    # /usr/local/cuda: list what exists there (a bare dlopen here would not search those folders).
+    env["libnvjpeg_candidates"] = sorted({f for d in sys.path + ["/usr/local/cuda/lib64"]
+                                          for f in glob.glob(os.path.join(d, "nvidia/cu13/lib/libnvjpeg.so*"))
+                                          + glob.glob(os.path.join(d, "libnvjpeg.so*"))})
+    env["packages"] = {d: _version(d) for d in ("numpy", "pillow", "click", "tqdm", "torchvision", "pytest",
+                                                "pytest-timeout", "opencv-python-headless", "nvidia-nvjpeg")}
+    env["device_asked"] = device
+    return env
+
+
+def dali_smoke(root: str, device: str) -> dict:
+    """The smallest GPU decodes: one JPEG through fn.decoders.image and frame 0 of one H.264 (GPU) or VP9 (dry run)
+    file through fn.decoders.video, each checked against an independent decoder (PIL / PyAV)."""
+    from nvidia.dali import fn, pipeline_def
+    from PIL import Image
+    jpeg = sorted(Path(root, "rawframes").glob("val_0000/img_*.jpg"))[0]
+    buf = np.fromfile(jpeg, dtype=np.uint8)
+
+    @pipeline_def(batch_size=1, num_threads=2, device_id=0 if device == "gpu" else None)
+    def graph():
+        return fn.decoders.image(fn.external_source(source=lambda: [buf], batch=True),
+                                 device="mixed" if device == "gpu" else "cpu")
+
+    (img,) = graph().run()
+    img = np.array((img.as_cpu() if device == "gpu" else img)[0])
+    ref = np.asarray(Image.open(jpeg).convert("RGB"))
+    out = {"jpeg": {"file": jpeg.name, "shape": list(img.shape),
+                    "mean_abs_diff_vs_pil": float(np.abs(img.astype(np.float32) - ref).mean())}}
+    suffix = ".mp4" if device == "gpu" else ".webm"
+    video = sorted(Path(root, "videos").glob(f"val_0000{suffix}"))[0]
+    frames, timing = dali_decode(str(video), [0], device)
+    from pipelines.pyav_decode import decode_frames
+    ref0 = decode_frames(str(video), [0])[0]
+    out["video"] = {"file": video.name, "shape": list(frames.shape), "first_ms": timing["first_ms"],
+                    "mean_abs_diff_vs_pyav": float(np.abs(frames[0].astype(np.float32) - ref0).mean())}
+    # Which decoder libraries this process mapped: libnvjpeg from the nvjpeg wheel or the CUDA toolkit, NVDEC's
+    # libnvcuvid from the driver.
+    with open("/proc/self/maps") as maps:
+        out["mapped_libraries"] = sorted({line.split()[-1] for line in maps
+                                          if re.search(r"nvjpeg|nvcuvid|nvimgcodec\.so|libcuda\.so", line)})
+    out["pass"] = out["jpeg"]["mean_abs_diff_vs_pil"] < 3.0 and out["video"]["mean_abs_diff_vs_pyav"] < 4.0
+    return out
+
+
+def make_data(work: str, long_frames: int, long_gop: int, long_codecs: list[str], profile_size: str | None,
+              profile_root: str, profile_videos_per_class: int, workers: int) -> dict:
+    """The synthetic dataset of tests/conftest.py (12 classes, 2 train + 1 val per class, 24 frames, 80 x 64, JPEG
+    frames, flow, H.264 and VP9), the bar-coded long videos, and the profile's cached frames."""
+    from pipelines.synthetic import make_synthetic_dataset
+    t0 = time.perf_counter()
+    root = Path(work) / "synthetic"
+    summary = make_synthetic_dataset(root, _data_spec(), workers=workers)
+    out = {"root": str(root), "counts": summary["counts"], "seconds_synthetic": time.perf_counter() - t0,
+           "long": {}}
+    for codec in long_codecs:
+        t0 = time.perf_counter()
+        path = Path(work) / f"long_{codec}{LONG_OPTIONS[codec][1]}"
+        out["long"][codec] = {**write_coded_video(path, codec, long_frames, long_gop),
+                              "seconds": time.perf_counter() - t0}
+    if profile_size:
+        # The same folder `tsn profile --synthetic` looks for: made here with more processes, reused there.
+        from jobs.dataprep.synthetic import ensure_dataset, parse_size
+        t0 = time.perf_counter()
+        w, h = parse_size(profile_size)
+        folder = ensure_dataset(profile_root, w, h, videos_per_class=profile_videos_per_class, workers=workers)
+        out["profile_data"] = {"folder": str(folder), "seconds": time.perf_counter() - t0}
+    return out
+
+
+def _batches(loader, n: int) -> list:
+    out = []
+    for batch in loader:
+        out.append(batch)
+        if len(out) == n:
+            break
+    return out
+
+
+def compare_batches(ref: list, dev: list) -> dict:
+    """Pixel differences between two loaders' batches of the same videos (uint8 (B, V, C, H, W) each)."""
+    import torch
+    rows, total, count = [], 0.0, 0
+    for a, b in zip(ref, dev):
+        bc = b.clips.cpu()
+        row = {"shape_ref": list(a.clips.shape), "shape_dev": list(bc.shape), "dtype_dev": str(bc.dtype),
+               "dev_is_cuda": bool(b.clips.is_cuda), "index_equal": bool(torch.equal(a.index, b.index.cpu())),
+               "labels_equal": bool(torch.equal(a.labels, b.labels.cpu()))}
+        if row["shape_ref"] == row["shape_dev"]:
+            d = (a.clips.float() - bc.float()).abs()
+            flat = d.flatten()
+            sample = flat[torch.randperm(flat.numel(), generator=torch.Generator().manual_seed(0))[:1_000_000]]
+            row.update(max_abs_diff=float(d.max()), mean_abs_diff=float(d.mean()),
+                       p99_abs_diff=float(torch.quantile(sample, 0.99)),
+                       frac_over_16=float((d > 16).float().mean()))
+            total += float(d.sum())
+            count += d.numel()
+        rows.append(row)
+    ok_shapes = bool(rows) and all(r["shape_ref"] == r["shape_dev"] for r in rows)
+    return {"batches": rows, "compared": len(rows), "shapes_equal": ok_shapes,
+            "index_equal": bool(rows) and all(r["index_equal"] for r in rows),
+            "max_abs_diff": max((r.get("max_abs_diff", float("nan")) for r in rows), default=None),
+            "mean_abs_diff": total / count if count else None}
+
+
+def flow_flips(batches: list, list_file: str | Path) -> dict:
+    """Flipped (x-inverted) flow views in loader batches of the synthetic set, read from the pixels alone.
+
+    Inside the moving disc the synthetic x-flow is quantise(dx) (> 128 for rightward motion, pipelines/synthetic.py)
+    and 128 elsewhere; a flip mirrors the image and inverts x (255 - v), so the disc's x values then point against
+    the video's true dx. Views of videos moving left or right (|dx| >= 1 px per frame) whose crop holds enough disc
+    pixels are counted as flipped or unflipped. clips: (B, V, 2 * clip_len, H, W), channels x_t, y_t, x_t+1, ...
+    """
+    from pipelines.synthetic import plan_videos
+    truth = {p.vid: p.velocity[0] for p in plan_videos(_data_spec())}
+    vids = [line.split()[0] for line in Path(list_file).read_text().splitlines() if line.strip()]
+    flipped = unflipped = 0
+    for b in batches:
+        x = b.clips.cpu()[:, :, 0::2].float() - 127.5               # (B, V, clip_len, H, W) signed x-flow
+        for row, idx in enumerate(b.index.tolist()):
+            dx = truth[vids[idx]] if idx >= 0 else 0.0
+            if abs(dx) < 1.0:
+                continue
+            for view in x[row]:
+                disc = view[view.abs() > 6]                         # the background sits at +-0.5 (+ JPEG noise)
+                if disc.numel() < 20:
+                    continue
+                if np.sign(float(disc.mean())) == np.sign(dx):
+                    unflipped += 1
+                else:
+                    flipped += 1
+    return {"flipped_views": flipped, "unflipped_views": unflipped}
+
+
+def loader_parity(root: str, recipe: str, kind: str, split: str, overrides: list[str], device: str,
+                  batches: int = 2, tol: float = 3.0, dev_overrides: list[str] = (), ref_overrides: list[str] = ()) -> dict:
+    """The same recipe's loader built for `device` and for the CPU, on the same videos: pixel differences."""
+    return _parity(root, recipe, kind, split, overrides, device, batches, tol, dev_overrides, ref_overrides)[0]
+
+
+def _parity(root, recipe, kind, split, overrides, device, batches, tol, dev_overrides, ref_overrides):
+    from jobs.dataprep.synthetic import data_overrides
+    from jobs.training.config import load_config
+    from jobs.training.loaders import build_loader
+    base = data_overrides(Path(root), kind) + list(overrides)
+    ref_cfg = load_config(recipe, base + list(ref_overrides))
+    dev_cfg = load_config(recipe, base + list(dev_overrides))
+    # Both loaders (and their forked Python workers) exist before either runs: no fork after a CUDA context.
+    # Dry run (device "cpu"): the graph a GPU runs, on DALI's CPU backend, against the CPU's own fast path.
+    ref_loader = build_loader(ref_cfg, split, device="cpu")
+    dev_loader = build_loader(dev_cfg, split, device=device, device_id=0 if device == "gpu" else None,
+                              gpu_graph=device != "gpu")
+    t0 = time.perf_counter()
+    ref = _batches(ref_loader, batches)
+    t_ref = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    dev = _batches(dev_loader, batches)
+    t_dev = time.perf_counter() - t0
+    out = {"recipe": recipe, "split": split, "kind": kind, "device": device, "tolerance_mean_abs": tol,
+           "seconds_ref": t_ref, "seconds_dev": t_dev, **compare_batches(ref, dev)}
+    if ref_cfg.data.modality == "Flow":
+        list_file = Path(root) / f"{'train' if split == 'train' else 'val'}_list_{kind}.txt"
+        out["flow_flips"] = {"ref": flow_flips(ref, list_file), "dev": flow_flips(dev, list_file)}
+        out["inverted_views"] = out["flow_flips"]["ref"]["flipped_views"]
+    out["pass"] = bool(out["shapes_equal"] and out["index_equal"] and out["mean_abs_diff"] is not None
+                       and out["mean_abs_diff"] < tol and all(r["dev_is_cuda"] == (device == "gpu")
+                                                               for r in out["batches"]))
+    return out, ref, dev
+
+
+def video_parity(root: str, codec: str, device: str, overrides: list[str], batches: int = 2, tol: float = 4.0) -> dict:
+    """NVDEC (DALI's CPU decoder in the dry run) vs the PyAV loader on the synthetic H.264 / VP9 files, and
+    frame-exactness of the raw decoder: every frame decoded is the frame asked for."""
+    if device != "gpu" and codec == "h264":
+        raise Skip("DALI's CPU video decoder has no H.264 (only VP8, VP9, MJPEG): NVDEC only")
+    kind = "videos" if codec == "h264" else "videos_vp9"
+    out, ref, dev = _parity(root, "tsn_r18_synthetic_video_rgb", kind, "val",
+                            list(overrides) + ["val.sampler.num_clips=8"], device, batches, tol,
+                            ["data.decoder=dali"], ["data.decoder=pyav"])
+    out["codec"] = codec
+    # Views in a different order (each batch's 8 segments rolled by one) must be clearly further away than the
+    # match, else the comparison could not tell neighbouring frames apart.
+    if out["shapes_equal"]:
+        diffs = [float((a.clips.float() - b.clips.cpu().roll(1, dims=1).float()).abs().mean()) for a, b in zip(ref, dev)]
+        out["rolled_mean_abs_diff"] = float(np.mean(diffs))
+    # Raw decoder: scattered, repeated and last frames of one file against PyAV's decode of every frame.
+    from pipelines.pyav_decode import decode_frames
+    suffix = ".mp4" if codec == "h264" else ".webm"
+    video = sorted(Path(root, "videos").glob(f"val_*{suffix}"))[0]
+    n = 24
+    asked = [23, 0, 11, 11, 12, 1, 22, 5]
+    reference = decode_frames(str(video), list(range(n)))
+    decoded, _ = dali_decode(str(video), asked, device)
+    out["decoder_exactness"] = {"file": video.name, **frame_match(decoded, reference, asked)}
+    rolled_apart = out.get("rolled_mean_abs_diff", 0.0) > out["mean_abs_diff"] + 1.0 if out["shapes_equal"] else False
+    out["pass"] = bool(out["pass"] and out["decoder_exactness"]["exact"] and rolled_apart)
+    return out
+
+
+def nvdec_seek(path: str, codec: str, device: str, frames: int, gop: int, repeats: int = 3) -> dict:
+    """Does fn.decoders.video seek? Time frame 0, the frame before a late keyframe, that keyframe and the last frame;
+    a decoder that seeks pays ~one GOP for the frame before the keyframe and ~nothing for the keyframe, one that
+    decodes forward from the start pays ~the same for both (and the last frame costs ~`frames` decodes)."""
+    if device != "gpu" and codec == "h264":
+        raise Skip("DALI's CPU video decoder has no H.264: NVDEC only")
+    last_key = (frames - 1) // gop * gop
+    points = {"first": 0, "before_last_keyframe": last_key - 1, "last_keyframe": last_key, "last": frames - 1}
+    times = {}
+    for name, i in points.items():
+        video, t = dali_decode(path, [i], device, repeats=repeats)
+        times[name] = {"frame": i, **t, "code_read": read_code(video[0])}
+    # Frame-exactness on the long file: scattered, repeated, unsorted indices around GOP boundaries.
+    asked = sorted({0, 1, 2, gop - 1, gop, gop + 1, frames // 2, last_key - 1, last_key, frames - 2, frames - 1})
+    asked = asked[::-1] + [asked[len(asked) // 2]]
+    decoded, t_scatter = dali_decode(path, asked, device)
+    codes = [read_code(f) for f in decoded]
+    before, at = times["before_last_keyframe"]["median_ms"], times["last_keyframe"]["median_ms"]
+    seeks = before > 3 * at
+    out = {"path": os.path.basename(path), "codec": codec, "device": device, "frames": frames, "gop": gop,
+           "times": times, "ratio_last_vs_first": times["last"]["median_ms"] / times["first"]["median_ms"],
+           "ratio_before_vs_at_keyframe": before / at,
+           "verdict": "seeks to keyframes" if seeks else "decodes forward from the start (no seek)",
+           "seeks": seeks,
+           "forward_ms_per_frame": (times["last"]["median_ms"] - times["first"]["median_ms"]) / (frames - 1),
+           "exactness": {"asked": asked, "read": codes, "exact": codes == asked,
+                         "single_frames_exact": all(v["code_read"] == v["frame"] for v in times.values()),
+                         "scatter_ms": t_scatter["first_ms"]}}
+    out["pass"] = bool(out["exactness"]["exact"] and out["exactness"]["single_frames_exact"])
+    return out
+
+
+def amp_train(root: str, recipe: str, device: str, iterations: int, overrides: list[str]) -> dict:
+    """`iterations` AMP training steps of the recipe's model (random init) on batches of its own loader."""
+    import torch
+
+    from jobs.dataprep.synthetic import data_overrides
+    from jobs.profiling.model import make_trainer, torch_device
+    from jobs.training.config import load_config
+    from jobs.training.engine import train_step
+    from jobs.training.loaders import build_loader
+    cfg = load_config(recipe, data_overrides(Path(root), "rawframes") + list(overrides) + ["runtime.amp=true"])
+    loader = build_loader(cfg, "train", device=device, device_id=0 if device == "gpu" else None)
+    dev = torch_device(device)
+    trainer = make_trainer(cfg, dev)
+    trainer.model.train()
+    losses, step_ms = [], []
+    batches = _batches(loader, iterations)
+    for b in batches:
+        t0 = time.perf_counter()
+        losses.append(float(train_step(trainer, b.clips, b.labels)))     # a float or a 0-d tensor: synced here
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        step_ms.append(1e3 * (time.perf_counter() - t0))
+    out = {"recipe": recipe, "device": str(dev), "iterations": len(losses), "batch_shape": list(batches[0].clips.shape),
+           "clips_on": str(batches[0].clips.device), "amp_dtype": str(trainer.amp.dtype).replace("torch.", ""),
+           "grad_scaler": trainer.scaler.is_enabled(), "losses": losses, "step_ms": step_ms,
+           "finite": bool(np.isfinite(losses).all())}
+    if dev.type == "cuda":
+        out["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
+    out["pass"] = bool(out["finite"] and len(losses) == iterations)
+    return out
+
+
+TASKS = {"probe_environment": probe_environment, "dali_smoke": dali_smoke, "make_data": make_data,
+         "loader_parity": loader_parity, "video_parity": video_parity, "nvdec_seek": nvdec_seek,
+         "amp_train": amp_train}
+
+
+def run_jobs(jobs: list[dict]) -> None:
+    """Runs each {"task", "params", "out"} in order, writing {"status", "result" | "error", "wall_s"} to "out"."""
+    for job in jobs:
+        t0 = time.perf_counter()
+        print(f"[checks] {job['task']} -> {job['out']}", flush=True)
+        try:
+            record = {"status": "ok", "result": TASKS[job["task"]](**job["params"])}
+        except Skip as why:
+            record = {"status": "skipped", "reason": str(why)}
+        except Exception as err:
+            traceback.print_exc()
+            record = {"status": "error", "error": f"{type(err).__name__}: {err}",
+                      "traceback": traceback.format_exc()[-4000:]}
+        record["wall_s"] = time.perf_counter() - t0
+        Path(job["out"]).write_text(json.dumps(record, indent=1, default=str))
+        print(f"[checks] {job['task']}: {record['status']} in {record['wall_s']:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    run_jobs(json.loads(Path(sys.argv[1]).read_text()))
