@@ -145,6 +145,12 @@ def test_doc_command_exists_with_its_options(where, words):
         targets = re.findall(r"^([a-z]+):", (ROOT / "Makefile").read_text(), re.M)
         assert words[1] in targets, f"{where}: no make target {words[1]!r}"
         return
+    root_help = CliRunner().invoke(cli, ["--help"]).output
+    while words and words[0].startswith("--"):        # options of the `tsn` group itself (`tsn --debug train ...`)
+        assert re.search(rf"(?<![\w-]){words[0]}(?![\w-])", root_help), f"{where}: tsn has no option {words[0]}"
+        words = words[1:]
+    if not words or words[0].startswith(("<", "...")):  # a placeholder (`tsn <command> ...`), not a command to run
+        return
     path, group = [], cli
     for word in words:                       # descend through groups: `tsn prepare flow`, `tsn bench data-benchmark`
         if not hasattr(group, "commands") or word not in group.commands:
