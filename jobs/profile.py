@@ -12,14 +12,15 @@ from jobs.console.options import cfg_options, device_option
 from jobs.profiling.report import format_report, write_json
 from jobs.profiling.report import plot as plot_report
 from jobs.profiling.runner import MODES, run, synthetic_overrides
+from jobs.profiling.variants import parse_variant
 from jobs.training.config import load_config
 from jobs.training.distributed import dali_device, pick_device
 
 
 @click.command("profile")
 @click.argument("config")
-@click.option("--mode", "modes", multiple=True, type=click.Choice(MODES + ("all",)), default=("data",),
-              show_default=True, help="What to time (repeatable).")
+@click.option("--mode", "modes", multiple=True, type=click.Choice(MODES + ("all",)),
+              help="What to time (repeatable; default: data, or nothing else when --variant is given).")
 @click.option("--split", "splits", multiple=True, type=click.Choice(("train", "val", "test")), default=("train",),
               show_default=True, help="Data mode: which protocol's pipeline (repeatable; test = the recipe's views).")
 @click.option("--compare", is_flag=True, help="Also run the PyTorch DataLoader baseline (PIL/PyAV workers).")
@@ -38,20 +39,28 @@ from jobs.training.distributed import dali_device, pick_device
               help="With --synthetic: list each video N times (real-sized epochs for throughput, same files).")
 @click.option("--data-root", default="work_dirs/synthetic", show_default=True, help="Where --synthetic data goes.")
 @cfg_options
+@click.option("--variant", "variant_texts", multiple=True, metavar="[NAME:] KEY=VALUE[; KEY=VALUE ...]",
+              help="Also time the loader with these overrides on top (repeatable, one variant each): clips/s, "
+                   "ms/batch and share of the base, e.g. --variant \"train.steps=[{kind='grayscale', p=0.5}]\".")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG bar chart of clips/s.")
 def profile_command(config, modes, splits, compare, device, warmup, iters, model_iters, train_batch, ref_workers,
-                    detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options, out, plot):
+                    detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options, variant_texts, out, plot):
     """Throughput profile of CONFIG (a recipe name or a .toml path)."""
     say = lambda msg: click.echo(msg, err=True)
     overrides = []
     if synthetic_size:
         overrides = synthetic_overrides(synthetic_size, data_root, videos_per_class, repeat, say)
     cfg = load_config(config, overrides + list(cfg_options))
+    # Every variant's recipe is loaded (validated) before anything is timed.
+    variants = [parse_variant(text) for text in variant_texts]
+    variants = [(v, load_config(config, overrides + list(cfg_options) + list(v.overrides))) for v in variants]
+    modes = modes or (() if variants else ("data",))
     chosen = MODES if "all" in modes else tuple(m for m in MODES if m in modes)
     device = dali_device(pick_device(device))[0]      # the DALI device: cpu | gpu
     report = run(cfg, modes=chosen, splits=splits, device=device, compare=compare, warmup=warmup, iters=iters,
-                 detail=detail, train_batch=train_batch, ref_workers=ref_workers, model_iters=model_iters, say=say)
+                 detail=detail, train_batch=train_batch, ref_workers=ref_workers, model_iters=model_iters,
+                 variants=variants, say=say)
     if synthetic_size:
         report["synthetic"] = {"size": synthetic_size, "videos_per_class": videos_per_class, "repeat": repeat,
                                "note": "generated frames (pipelines/synthetic.py): throughput is real, data is not"}

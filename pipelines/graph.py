@@ -1,4 +1,5 @@
-"""The DALI graph: decode -> one fused crop+resize(+flip) per crop box -> (flow) x inversion, all uint8.
+"""The DALI graph: decode -> one fused crop+resize(+flip) per crop box -> (flow) x inversion -> the split's
+augmentation steps (pipelines/augment.py), all uint8.
 
 One function builds every graph; two values choose its shape:
   * `device` ("cpu" | "gpu") picks the decoder backend ("cpu", or "mixed" = nvJPEG / NVDEC) and so where every later
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from nvidia.dali import fn, pipeline_def, types
 
 from . import host_resample
+from .augment import apply_steps
 from .layout import ClipLayout
 from .plan import DEVICES, GraphPlan
 from .source import ClipSource
@@ -128,6 +130,7 @@ def build_pipeline(source: ClipSource, *, device: str = "cpu", num_threads: int 
                 views += _crop_group(images, nodes, u, members, layout, xy_axes)
             if source.flow:
                 views = [_invert_x(v, nodes[f"invert{c}"], device) for c, v in enumerate(views)]
+            views = apply_steps(views, nodes, source.steps, layout, device)    # the recipe's steps, in order
             out.update({f"view{c}": v for c, v in enumerate(views)})
         return tuple(out[name] for name in names)
 

@@ -15,7 +15,7 @@ class GraphPlan:
 
 
 def plan_graph(device: str, *, jpeg: bool, per_video: bool, flow: bool, crops: int,
-               gpu_graph: bool = False) -> GraphPlan:
+               gpu_graph: bool = False, steps: bool = False) -> GraphPlan:
     """The variant for a loader on `device`: `jpeg` frame folders, `per_video` samples (DALI's video decoder) or
     frames decoded in Python (PyAV, neither).
 
@@ -24,9 +24,11 @@ def plan_graph(device: str, *, jpeg: bool, per_video: bool, flow: bool, crops: i
     CPU: single-view JPEG pipelines decode only the crop window (less entropy decoding), and RGB frame samples have
     their integer boxes resampled on the host, where it measured cheaper than DALI's CPU resize (docs/PERFORMANCE.md).
     `gpu_graph=True` gives the GPU's variant on the CPU backend (how CI runs the GPU's graph).
+    `steps=True` (the split has augmentation steps, pipelines/augment.py) also gives the GPU's variant: the steps
+    run on the views inside the graph, which the host-resample path only assembles outside it.
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
-    if device == "gpu" or gpu_graph:
+    if device == "gpu" or gpu_graph or steps:
         return GraphPlan()
     return GraphPlan(decode_slice=jpeg and crops == 1, host_resample=not per_video and not flow)

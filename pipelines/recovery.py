@@ -57,7 +57,7 @@ def culprits(source: ClipSource, epoch: int, iteration: int, build: Callable) ->
         message = probe(source, int(entry), epoch, build)
         if message is not None:
             # The video the batch really decoded for this entry: itself, or the substitute the source chose.
-            video, _, _ = source._load(int(entry), epoch)
+            video = source._load(int(entry), epoch)[0]
             found[video] = message
     return found
 

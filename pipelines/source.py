@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .annotations import VideoRecord
+from .augment import Step, draw_steps, step_columns
 from .geometry import Augment, View, plan_views
 from .layout import ClipLayout
 from .plan import GraphPlan
@@ -81,6 +82,7 @@ class ClipSource:
     bad_log: str | None = None     # JSON lines of skipped samples
     first_iteration: int = 0       # a rebuilt pipeline resumes its first epoch here (pipelines/recovery.py)
     only: int | None = None        # probe: every epoch is one batch holding just this shard entry
+    steps: tuple[Step, ...] = ()   # augmentation steps on the views (pipelines/augment.py); need the device variant
     _plan_epoch: int = field(default=-1, repr=False)
     _plan: list = field(default_factory=list, repr=False)
 
@@ -91,6 +93,9 @@ class ClipSource:
             raise ValueError("decode_slice needs a single-view frame-folder pipeline")
         if self.plan.host_resample and (self.flow or self.reader.per_video):
             raise ValueError("host_resample needs an RGB pipeline of frame samples")
+        if self.steps and self.plan.host_resample:
+            raise ValueError("augmentation steps run on the graph's views: plan the device variant "
+                             "(plan_graph(..., steps=True))")
         self.layout = ClipLayout.of(self.sampler, self.augment, flow=self.flow)
 
     def sliced(self, view: View) -> bool:
@@ -111,6 +116,7 @@ class ClipSource:
             cols.append(Column(f"mirror{c}", np.int32))
             if self.flow:
                 cols.append(Column(f"invert{c}", np.uint8))
+        cols += [Column(name, dtype) for name, dtype in step_columns(self.steps, self.layout)]
         return cols + [Column("index", np.int64)]
 
     def num_batches(self) -> int:
@@ -139,13 +145,14 @@ class ClipSource:
             entries = self.batch_entries(epoch, iteration)
         columns = {column.name: [] for column in self.columns}
         for entry in entries:
-            video, clip, views = self._load(int(entry), epoch)
+            video, clip, views, drawn = self._load(int(entry), epoch)
             # Evaluation counts each video once: padding and substitutes for skipped videos are marked -1.
             counted = entry >= 0 and (video == entry or not self.epochs.pad_mark)
-            self._emit(columns, video if counted else -1, clip, views)
+            self._emit(columns, video if counted else -1, clip, views, drawn)
         return tuple(columns[c.name] if c.dtype is None else np.asarray(columns[c.name], c.dtype) for c in self.columns)
 
-    def _load(self, entry: int, epoch: int) -> tuple[int, Clip, list[View]]:
+    def _load(self, entry: int, epoch: int) -> tuple[int, Clip, list[View], dict]:
+        """(video actually loaded, its frames, its views, its steps' values {column: array})."""
         video = loadable(entry)
         for _ in range(MAX_SUBSTITUTES + 1):
             record = self.records[video]
@@ -157,7 +164,9 @@ class ClipSource:
                 rng = video_rng(self.epochs.seed, epoch, video)
                 indices = self.sampler(record.total_frames, self.start_index, rng)
                 clip = self.reader.read(record, indices)
-                return video, clip, plan_views(clip.width, clip.height, self.augment, flow=self.flow, rng=rng)
+                views = plan_views(clip.width, clip.height, self.augment, flow=self.flow, rng=rng)
+                # The steps draw last, so the sampling and geometry streams are those of a recipe without steps.
+                return video, clip, views, draw_steps(self.steps, rng, self.layout)
             except BadSample as err:
                 if self.on_error == "raise":
                     raise BadSample(f"{record.source}: {err}") from None
@@ -181,7 +190,7 @@ class ClipSource:
                 "%s: cannot record a skipped sample (%s): %s; it is not counted against max_bad_fraction",
                 self.bad_log, err.strerror or err, record.source)
 
-    def _emit(self, columns: dict, index: int, clip: Clip, views: list[View]):
+    def _emit(self, columns: dict, index: int, clip: Clip, views: list[View], drawn: dict):
         """Append one video's rows: one per frame (frame-level readers) or one per video (video decoder)."""
         n = 1 if self.reader.per_video else len(clip.data)
         columns["data"] += clip.data
@@ -211,6 +220,8 @@ class ClipSource:
             # Flow samples alternate x, y (v0.24.1 loading.py RawFrameDecode); a Flip inverts only the x components.
             if self.flow:
                 columns[f"invert{c}"] += [(int(view.invert_flow_x and i % 2 == 0),) for i in range(n)]
+        for name, value in drawn.items():                       # one draw per video, on each of its samples
+            columns[name] += [value] * n
         columns["index"] += [index] * n
 
 

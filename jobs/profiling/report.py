@@ -77,10 +77,24 @@ def format_step(s: dict) -> str:
     return text + (f"\nDALI / reference: {s['ratio']:.2f}x clips/s" if "ratio" in s else "")
 
 
+def format_variants(rows: list[dict]) -> str:
+    """One table per split: a row per variant, share = its clips/s over the base's."""
+    out = []
+    for split in dict.fromkeys(r["split"] for r in rows):
+        mine = [r for r in rows if r["split"] == split]
+        body = [[r["variant"], r["clips_per_s"], r["ms_per_batch"], f"{100 * r['share']:.0f}%", r["graph"]]
+                for r in mine]
+        out.append(f"variants / {split}: DALI loader, batch {mine[0]['batch']} clips\n"
+                   + table(["variant", "clips/s", "ms/batch", "share of base", "graph"], body))
+    return "\n\n".join(out)
+
+
 def format_report(report: dict) -> str:
     parts = [f"tsn profile {report['config']} (device {report['device']})"]
     if "loader_settings" in report:     # the device defaults of pipelines/defaults.py, after the recipe's overrides
         parts[0] += "\nloader settings: " + ", ".join(f"{k}={v}" for k, v in report["loader_settings"].items())
+    if "variants" in report:
+        parts.append(format_variants(report["variants"]))
     parts += [format_data(d) for d in report.get("data", [])]
     if "model" in report:
         parts.append(format_model(report["model"]))

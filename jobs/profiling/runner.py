@@ -3,7 +3,8 @@
 Modes (repeat --mode, or `all`): data (the loader alone: clips/s, frames/s, batch latency percentiles, decode vs
 augmentation share, the decode-only ceiling; --compare adds a PyTorch DataLoader baseline at the same core count),
 model (MMAction2 benchmark.py-style inference videos/s at the recipe's test views, and the training step alone) and
-step (the real training loop: data_time share). Output: a table, --out JSON, --plot PNG.
+step (the real training loop: data_time share). --variant adds the recipe and variants of it (override sets,
+e.g. augmentation steps) timed side by side (jobs/profiling/variants.py). Output: a table, --out JSON, --plot PNG.
 """
 from __future__ import annotations
 
@@ -38,17 +39,24 @@ def defaults(mode: str, device: str, warmup: int | None, iters: int | None) -> t
 def run(cfg: Config, *, modes: tuple[str, ...], splits: tuple[str, ...] = ("train",), device: str = "cpu",
         compare: bool = False, warmup: int | None = None, iters: int | None = None, detail: bool = True,
         train_batch: int | None = None, ref_workers: int | None = None, model_iters: int | None = None,
-        say=print) -> dict:
-    """The whole profile as one dict (the JSON written by --out)."""
+        variants: list | None = None, say=print) -> dict:
+    """The whole profile as one dict (the JSON written by --out). variants: [(Variant, its Config)]."""
     from jobs.profiling.data import prepare_data, profile_data
     from jobs.profiling.model import prepare_step, profile_model, profile_step
+    from jobs.profiling.variants import profile_variants
     from jobs.training.loaders import settings
+    rows = None
+    if variants:        # first, and each loader closed after its timing: nothing else is built yet
+        w, n = defaults("data", device, warmup, iters)
+        rows = profile_variants(cfg, variants, splits=splits, device=device, warmup=w, batches=n, say=say)
     # Every DALI pipeline first: on the CPU their workers fork, which is only safe before CUDA is initialised (GPU
     # pipelines spawn theirs, pipelines/workers.py); machine() asks CUDA for the GPU's name, so it comes after.
     prepared = [prepare_data(cfg, s, device=device, detail=detail) for s in splits] if "data" in modes else []
     step_loader = prepare_step(cfg, device) if "step" in modes else None
     report = {"config": cfg.name, "device": device, "machine": machine(), "modes": list(modes),
               "loader_settings": settings(cfg, device).describe()}
+    if rows is not None:
+        report["variants"] = rows
     if prepared:
         w, n = defaults("data", device, warmup, iters)
         report["data"] = [profile_data(cfg, p, batches=n, warmup=w, device=device, compare=compare,

@@ -22,6 +22,7 @@ except ModuleNotFoundError:        # Python 3.10: the same parser from PyPI (set
 from jobs.training.evaluation import METRICS
 from model.tsn import AVERAGE_CLIPS, TSNConfig
 from pipelines.annotations import MODALITIES
+from pipelines.augment import Step
 from pipelines.geometry import Augment
 from pipelines.normalize import Normalize
 from pipelines.sampling import Sampler
@@ -85,10 +86,15 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class Split:
-    """Temporal sampling and spatial augmentation of one split (train / val / test)."""
+    """Temporal sampling, spatial augmentation and augmentation steps of one split (train / val / test).
+
+    steps: `[[train.steps]]` tables run in the DALI graph on the views, in order (pipelines/augment.py,
+    docs/AUGMENTATIONS.md), e.g. `kind = "color_jitter"`, `brightness = 0.4`.
+    """
 
     sampler: Sampler = field(default_factory=Sampler)
     augment: Augment = field(default_factory=Augment)
+    steps: tuple[Step, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -152,6 +158,10 @@ class Config:
             raise ValueError(f"flow needs model.in_channels = 2 * clip_len = {2 * self.train.sampler.clip_len}")
         if len(self.normalize.mean) != (2 if flow else 3):
             raise ValueError(f"normalize needs {2 if flow else 3} mean/std values for {self.data.modality}")
+        for split in ("train", "val", "test"):
+            for i, step in enumerate(getattr(self, split).steps):
+                if flow and step.impl.requires_rgb:
+                    raise ValueError(f"{split}.steps[{i}]: {step.kind} needs RGB views (data.modality is Flow)")
 
 
 def _choice(name: str, value, allowed):
@@ -177,6 +187,11 @@ def _coerce(value, hint, key: str):
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a table, got {type(value).__name__}")
+        if hint is Step:        # free-form parameters beside `kind`; Step validates them (messages start with the name)
+            try:
+                return Step.from_table(value)
+            except ValueError as err:
+                raise ConfigError(f"{key}.{err}") from None
         return _build(hint, value, key)
     if origin is tuple:
         if not isinstance(value, (list, tuple)):

@@ -156,9 +156,9 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
         os.makedirs(work_dir, exist_ok=True)
         bad_log = os.path.join(work_dir, "bad_samples.jsonl")
     plan = plan_graph(device, jpeg=d.source == "frames", per_video=reader.per_video, flow=flow,
-                      crops=part.augment.num_crops, gpu_graph=gpu_graph)
+                      crops=part.augment.num_crops, gpu_graph=gpu_graph, steps=bool(part.steps))
     source = ClipSource(records, reader, part.sampler, part.augment, epochs, plan, start_index=d.first_index,
-                        flow=flow, on_error=policy, bad_log=bad_log)
+                        flow=flow, on_error=policy, bad_log=bad_log, steps=part.steps)
     build = functools.partial(build_pipeline, device=device, num_threads=knobs.threads, py_workers=knobs.workers,
                               prefetch=knobs.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank,
                               decoding=Decoding(hw_decoder_load=knobs.hw_decoder_load))

@@ -34,4 +34,4 @@ def with_protocol(cfg: Config, protocol: str) -> Config:
         ten = protocol == "tencrop25"
         augment = Augment(resize="short_side", short_side=256, crop="ten" if ten else "three",
                           crop_size=224 if ten else 256)
-    return dataclasses.replace(cfg, test=Split(sampler, augment))
+    return dataclasses.replace(cfg, test=Split(sampler, augment, cfg.test.steps))
