@@ -20,7 +20,8 @@ from jobs.training.config import load_config
               show_default=True, help="What to time (repeatable).")
 @click.option("--split", "splits", multiple=True, type=click.Choice(("train", "val", "test")), default=("train",),
               show_default=True, help="Data mode: which protocol's pipeline (repeatable; test = the recipe's views).")
-@click.option("--compare", is_flag=True, help="Also run the PyTorch DataLoader baseline (PIL/PyAV workers).")
+@click.option("--compare", is_flag=True,
+              help="Also run PyTorch DataLoader baselines: OpenCV or decord workers as in MMAction2, then PIL or PyAV.")
 @click.option("--device", type=click.Choice(("cpu", "gpu")), default="cpu", show_default=True,
               help="gpu: nvJPEG/NVDEC pipeline and a CUDA model.")
 @click.option("--warmup", type=int, help="Untimed batches / iterations first (default 5).")
