@@ -1,4 +1,5 @@
-"""`tsn bench data-benchmark`: the model zoo's Kinetics-400 Data Benchmark grid (jobs/profiling/data_benchmark.py)."""
+"""`tsn bench data-benchmark`: the model zoo's Kinetics-400 Data Benchmark grid (jobs/profiling/data_benchmark.py).
+`tsn bench video-decode`: our CPU video decoding against decord (jobs/profiling/video_decode_bench.py)."""
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from jobs.console.errors import run
 from jobs.console.options import device_option
 from jobs.dataprep.synthetic import ensure_dataset, overrides, parse_size
 from jobs.profiling.data_benchmark import AUGMENTS, SIZES, SMOKE_NOTE, Small, first_videos, format_grid, run_cell
+from jobs.profiling.video_decode_bench import KINDS, format_rows, parse_variant, run_bench
 from jobs.training.distributed import dali_device, pick_device
 
 
@@ -61,6 +63,46 @@ def data_benchmark(sizes, augments, epochs, videos_per_class, val_per_class, tes
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps({"rows": rows, "note": SMOKE_NOTE, "small": small.__dict__}, indent=2))
+
+
+@bench.command("video-decode")
+@click.option("--recipe", default="tsn_r50_video_1x1x8_100e_kinetics400_rgb", show_default=True,
+              help="Whose train and test samplers give the frame indices.")
+@click.option("--kinds", default="all", show_default=True,
+              help="File families (comma list of numbers, 1-based, from: " + "; ".join(
+                  f"{i + 1} {k.name}" for i, k in enumerate(KINDS)) + "), or all.")
+@click.option("--files", type=int, default=3, show_default=True, help="Files per family.")
+@click.option("--epochs", type=int, default=4, show_default=True, help="Clips per file (one sampler draw each).")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Alternating rounds (one run per decoder).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Decoding processes (1: this process).")
+@click.option("--variant", "variants", multiple=True,
+              help="Also time decode_frames with these DecodeOptions, e.g. threads=2,thread_type=FRAME or "
+                   "skip_nonref=0 (repeatable).")
+@click.option("--data-root", default="work_dirs/video_decode_bench", show_default=True,
+              help="Where the generated files are kept (reused).")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
+def video_decode(recipe, kinds, files, epochs, rounds, workers, variants, data_root, out):
+    """Clips/s of pipelines/pyav_decode.py decode_frames vs decord on generated H.264 files (needs `decord`)."""
+    say = lambda msg: click.echo(msg, err=True)
+    from jobs.profiling.reference_loader import missing
+    if missing("decord"):
+        raise click.UsageError("this benchmark needs the decord package: pip install 'tsn-dali[decord]'")
+    try:
+        chosen = KINDS if kinds == "all" else tuple(KINDS[int(i) - 1] for i in kinds.split(","))
+    except (ValueError, IndexError):
+        raise click.BadParameter(f"{kinds!r}: numbers 1-{len(KINDS)} or all", param_hint="--kinds") from None
+    try:
+        extra = tuple(parse_variant(v) for v in variants)
+    except (ValueError, TypeError) as err:
+        raise click.BadParameter(str(err), param_hint="--variant") from None
+    rows = run_bench(Path(data_root), recipe=recipe, kinds=chosen, files=files, epochs=epochs, rounds=rounds,
+                     workers=workers, variants=extra, say=say)
+    click.echo(f"decode_frames vs decord ({recipe} samplers, {workers} worker process(es), median of {rounds} "
+               "alternating rounds; ratio = ours / decord clips/s in the same round)")
+    click.echo(format_rows(rows))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(rows, indent=2))
 
 
 if __name__ == "__main__":

@@ -117,12 +117,14 @@ def filelist(dataset, ann_dir, root, train_root, val_root, test_root, out_dir, f
 @click.option("--gop", type=click.IntRange(min=1), default=16, show_default=True, help="frames between keyframes")
 @click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True, help="x264 quality")
 @click.option("--preset", default="veryfast", show_default=True, help="x264 preset")
-def resize(src_dir, dst_dir, short_side, size, workers, report, fps, gop, crf, preset):
+@click.option("--tune", type=click.Choice(("fastdecode", "none")), default="fastdecode", show_default=True,
+              help="x264 tune (fastdecode: faster CPU decoding at the same quality, slightly larger files)")
+def resize(src_dir, dst_dir, short_side, size, workers, report, fps, gop, crf, preset, tune):
     """Re-encode videos to H.264 yuv420p, constant frame rate, short closed GOP, no audio."""
     from fractions import Fraction
 
     opts = EncodeOptions(_resize(short_side, size), Fraction(fps).limit_denominator(1001) if fps else None,
-                         gop, crf, preset)
+                         gop, crf, preset, None if tune == "none" else tune)
     _run("resize", plan_tasks(src_dir, dst_dir, ".mp4"), functools.partial(resize_video, opts=opts),
          dst_dir, workers, report)
 

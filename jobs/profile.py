@@ -23,7 +23,8 @@ from jobs.training.distributed import dali_device, pick_device
               help="What to time (repeatable; default: data, or nothing else when --variant is given).")
 @click.option("--split", "splits", multiple=True, type=click.Choice(("train", "val", "test")), default=("train",),
               show_default=True, help="Data mode: which protocol's pipeline (repeatable; test = the recipe's views).")
-@click.option("--compare", is_flag=True, help="Also run the PyTorch DataLoader baseline (PIL/PyAV workers).")
+@click.option("--compare", is_flag=True,
+              help="Also run PyTorch DataLoader baselines: OpenCV or decord workers as in MMAction2, then PIL or PyAV.")
 @device_option("cpu")
 @click.option("--warmup", type=int, help="Untimed batches / iterations first (default 5).")
 @click.option("--iters", type=int, help="Timed batches in data and step modes (default 30).")

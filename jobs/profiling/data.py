@@ -171,24 +171,39 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
                               "what": "full-frame JPEG decode from memory, same files, same decoding threads"}
             out["fraction_of_ceiling"] = out["dali"]["clips_per_s"] / out["ceiling"]["clips_per_s"]
     if compare:
-        out["reference"] = reference(cfg, split, batches=batches, warmup=warmup, device=device,
-                                     frames_per_clip=frames_per_clip, views_per_clip=views_per_clip,
-                                     workers=ref_workers or knobs.threads, say=say)
-        out["ratio"] = out["dali"]["clips_per_s"] / out["reference"]["clips_per_s"]
+        from jobs.profiling.reference_loader import decoders_for, missing
+        out["references"], out["skipped_references"] = [], []
+        for decoder in decoders_for(cfg.data.source):
+            if missing(decoder):
+                say(f"[data/{split}] {missing(decoder)}")
+                out["skipped_references"].append(missing(decoder))
+                continue
+            ref = reference(cfg, split, batches=batches, warmup=warmup, device=device, decoder=decoder,
+                            frames_per_clip=frames_per_clip, views_per_clip=views_per_clip,
+                            workers=ref_workers or knobs.threads, say=say)
+            ref["ratio"] = out["dali"]["clips_per_s"] / ref["clips_per_s"]    # DALI loader / this baseline
+            out["references"].append(ref)
+        # The headline baseline is the first: what MMAction2 runs (OpenCV for frames, decord for videos).
+        out["reference"], out["ratio"] = out["references"][0], out["references"][0]["ratio"]
+        if not out["skipped_references"]:
+            del out["skipped_references"]
     return out
 
 
 def reference(cfg: Config, split: str, *, batches: int, warmup: int, device: str, frames_per_clip: int,
-              views_per_clip: int, workers: int, say) -> dict:
-    from jobs.profiling.reference_loader import build_reference_loader
-    loader = build_reference_loader(cfg, split, workers=workers)
-    say(f"[data/{split}] reference DataLoader: PIL decode, {workers} worker processes")
+              views_per_clip: int, workers: int, say, decoder: str | None = None) -> dict:
+    """One baseline DataLoader (jobs/profiling/reference_loader.py), timed like the DALI loader."""
+    from jobs.profiling.reference_loader import TITLES, build_reference_loader
+    loader = build_reference_loader(cfg, split, workers=workers, decoder=decoder)
+    decoder = loader.dataset.spec.decoder
+    say(f"[data/{split}] reference DataLoader: {TITLES[decoder]}, {workers} worker processes")
     batches_in = forever(lambda: loader)
     t = time_batches(batches_in, warmup=warmup, count=batches, size=lambda b: len(b.index),
                      work=_sync(device, to_device=True))
     batches_in.close()          # ends the epoch iterator: its persistent worker processes exit with the loader
     result = rates(t, frames_per_clip, views_per_clip)
-    return {**result, "workers": workers, "prefetch_factor": loader.prefetch_factor}
+    return {**result, "decoder": decoder, "what": TITLES[decoder], "workers": workers,
+            "prefetch_factor": loader.prefetch_factor}
 
 
 def _sync(device: str, to_device: bool = False):

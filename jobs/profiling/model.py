@@ -127,12 +127,13 @@ def profile_step(cfg: Config, loader, *, device: str, warmup: int, iters: int, c
     out = {"device": str(dev), "batch": cfg.data.videos_per_gpu,
            "dali": run_steps(trainer, forever(lambda: loader), warmup=warmup, count=iters)}
     if compare:
-        from jobs.profiling.reference_loader import build_reference_loader
+        from jobs.profiling.reference_loader import build_reference_loader, decoders_for, missing
         from jobs.training.loaders import settings
         workers = ref_workers or settings(cfg, device).threads
-        say(f"[step] training loop on the reference DataLoader ({workers} workers)")
-        ref = build_reference_loader(cfg, "train", workers=workers)
+        decoder = next(d for d in decoders_for(cfg.data.source) if not missing(d))   # MMAction2's if installed
+        say(f"[step] training loop on the reference DataLoader ({decoder}, {workers} workers)")
+        ref = build_reference_loader(cfg, "train", workers=workers, decoder=decoder)
         out["reference"] = run_steps(trainer, forever(lambda: ref), warmup=warmup, count=iters)
-        out["reference"]["workers"] = workers
+        out["reference"].update(workers=workers, decoder=decoder)
         out["ratio"] = out["dali"]["clips_per_s"] / out["reference"]["clips_per_s"]
     return out

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipelines import pyav_decode, video_index
-from pipelines.pyav_decode import FrameIndexError, VideoDecodeError, decode_frames
+from pipelines.pyav_decode import DecodeOptions, FrameIndexError, VideoDecodeError, decode_frames
 from pipelines.timeout import DecodeTimeout, abandoned_calls, call_with_timeout
 from pipelines.video_index import build_index, load_index, probe_video
 
@@ -66,6 +66,9 @@ def videos(tmp_path_factory) -> dict[str, Path]:
         "h264_avi": write_video(d / "h264.avi", "libx264", options=x264),
         "mpeg4_avi": write_video(d / "mpeg4.avi", "mpeg4", options={
             "bf": "2", "g": "12", "sc_threshold": "1000000000"}),
+        # HEVC with B-frames: the other codec whose unreferenced pictures decode_frames skips
+        "hevc": write_video(d / "hevc.mp4", "libx265", options={
+            "x265-params": "keyint=12:min-keyint=12:scenecut=0:bframes=3:log-level=error", "preset": "fast"}),
         "vfr": write_video(d / "vfr.mkv", "libx264", options=x264,
                            pts_ms=np.concatenate([[0], np.cumsum(steps)]).tolist()),
     }
@@ -120,13 +123,48 @@ def test_decode_frames_seeks_instead_of_decoding_from_start(videos, name, gop, m
     assert 0 < len(produced) <= gop  # one GOP at most, not the 59 frames before it
 
 
+@pytest.mark.parametrize("options", [
+    DecodeOptions(), DecodeOptions(skip_nonref=False), DecodeOptions(drain=False),
+    DecodeOptions(skip_nonref=False, drain=False), DecodeOptions(threads=2, thread_type="FRAME"),
+], ids=repr)
+@pytest.mark.parametrize("name", ["h264", "vfr", "hevc"])
+def test_decode_frames_is_frame_exact_with_every_option(videos, name, options):
+    ref = full_decode(videos[name])
+    rng = np.random.default_rng(2)
+    for idx in [SCATTERED, [11, 23, 35, 47, 59], [5, 6, 7], *(rng.integers(0, N, size=12).tolist() for _ in range(4))]:
+        np.testing.assert_array_equal(decode_frames(str(videos[name]), idx, options=options), ref[idx])
+
+
+def test_decode_frames_does_not_decode_pictures_no_target_needs(videos, monkeypatch):
+    """Targets at the end of each 12-frame GOP. Decoding everything produces all 60 pictures. Draining the decoder
+    once a GOP's target packet is in drops the B-frames stored after it (they show before it, no target needs
+    them); skipping unrequested non-reference pictures (20 of the fixture's 60) drops more. Same pixels each time
+    (test_decode_frames_is_frame_exact_with_every_option)."""
+    produced = []
+    real = pyav_decode.iter_frames
+
+    def counting(*args):
+        for frame in real(*args):
+            produced.append(frame.pts)
+            yield frame
+
+    monkeypatch.setattr(pyav_decode, "iter_frames", counting)
+    path, idx = str(videos["h264"]), [11, 23, 35, 47, 59]
+    counts = []
+    for options in (DecodeOptions(skip_nonref=False, drain=False), DecodeOptions(skip_nonref=False), DecodeOptions()):
+        produced.clear()
+        decode_frames(path, idx, options=options)
+        counts.append(len(produced))
+    assert counts[0] == N and counts[0] > counts[1] > counts[2]
+
+
 def test_decode_frames_survives_a_lying_keyframe_index(videos, monkeypatch):
     """Claimed keyframes that are not keyframes, and a seek that overshoots its target, must
     still give the exact frames (backward seek + the replay-from-start fallback)."""
     path = str(videos["h264"])
     ref = full_decode(videos["h264"])
     real_table = pyav_decode.packet_table(path)
-    monkeypatch.setattr(pyav_decode, "packet_table", lambda p: dataclasses.replace(
+    monkeypatch.setattr(pyav_decode, "packet_table", lambda p, opened=None: dataclasses.replace(
         real_table, key_index=np.arange(N, dtype=np.int64), key_dts=real_table.pts))
     # ^ "every frame is a keyframe"
     np.testing.assert_array_equal(decode_frames(path, SCATTERED), ref[SCATTERED])
@@ -134,9 +172,9 @@ def test_decode_frames_survives_a_lying_keyframe_index(videos, monkeypatch):
     real_seek = pyav_decode._seek
     calls = []
 
-    def overshooting_seek(container, stream, table, k, how, errors):
+    def overshooting_seek(container, stream, table, k, how):
         calls.append(how)
-        return real_seek(container, stream, table, N - 1 if len(calls) == 1 else k, how, errors)
+        return real_seek(container, stream, table, N - 1 if len(calls) == 1 else k, how)
 
     monkeypatch.setattr(pyav_decode, "_seek", overshooting_seek)
     np.testing.assert_array_equal(decode_frames(path, [5, 6]), ref[[5, 6]])

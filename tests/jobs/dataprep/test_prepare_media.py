@@ -100,6 +100,16 @@ def test_resize_cli_sizes_gop_report_and_exit(with_corrupt, tmp_path):
     assert not list(dst.rglob(".*.part"))
 
 
+def test_resize_writes_fastdecode_h264_unless_told(videos, tmp_path):
+    """x264 records its settings in the stream (an SEI message): fastdecode means CAVLC and no deblocking."""
+    for tune, want in (([], b"cabac=0"), (["--tune", "none"], b"cabac=1")):
+        dst = tmp_path / f"out{len(tune)}"
+        result = CliRunner().invoke(cli, ["prepare", "resize", str(videos), str(dst), "--short-side", "48", *tune])
+        assert result.exit_code == 0, result.output
+        data = (dst / "cls_a/v1.mp4").read_bytes()
+        assert want in data and (b"deblock=0" in data) == (not tune)
+
+
 def test_resize_exact_size_and_cfr_from_vfr(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

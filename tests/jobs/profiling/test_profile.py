@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from jobs.cli import cli
 from jobs.profiling.data_benchmark import AUGMENTS, PROTOCOLS, SIZES, eval_recipe, format_grid, train_recipe
 from jobs.profiling.reference_loader import build_reference_loader
-from jobs.profiling.report import format_report
+from jobs.profiling.report import format_data, format_report
 from jobs.profiling.runner import run
 from jobs.profiling.timing import latency_summary
 from jobs.training.config import load_config
@@ -65,6 +65,10 @@ def test_data_mode_train_and_test(report):
         check_rates(d["stages"]["source_only"], d["batch"], 2)
         assert d["ratio"] > 0 and d["ceiling"]["images_per_s"] > 0 and d["fraction_of_ceiling"] > 0
         assert set(d["breakdown"]["share"]) == {"decode", "augment", "host", "source_one_process"}
+        # Frames: the OpenCV baseline (what MMAction2 runs) first, PIL as an extra row, each timed like the loader.
+        assert [r["decoder"] for r in d["references"]] == ["opencv", "pil"] and d["reference"]["decoder"] == "opencv"
+        for r in d["references"]:
+            check_rates(r, d["batch"], 3)
 
 
 def test_model_mode(report, cfg):
@@ -94,12 +98,29 @@ def test_report_text(report):
     text = format_report(report)
     for needle in ("DALI loader", "reference DataLoader", "decode-only ceiling", "videos/s", "data share"):
         assert needle in text
+    for d in report["data"]:     # one row per baseline, each with the DALI loader's ratio to it
+        lines = format_data(d).splitlines()
+        for r in d["references"]:
+            row = next(line for line in lines if line.startswith(f"reference DataLoader: {r['decoder']}"))
+            assert row.split()[-1] == f"{r['ratio']:.2f}x"
 
 
-def test_reference_loader_does_the_same_work(cfg):
+def test_compare_on_videos_has_decord_and_pyav_rows(synthetic_root):
+    pytest.importorskip("decord")
+    cfg = load_config("tsn_r18_synthetic_video_rgb", synthetic_overrides(synthetic_root, "videos") + SMALL)
+    (d,) = run(cfg, modes=("data",), splits=("train",), compare=True, warmup=1, iters=2, detail=False,
+               say=lambda m: None)["data"]
+    assert [r["decoder"] for r in d["references"]] == ["decord", "pyav"] and d["reference"]["decoder"] == "decord"
+    for r in d["references"]:
+        check_rates(r, d["frames_per_clip"], d["views_per_clip"])
+        assert math.isclose(r["ratio"], d["dali"]["clips_per_s"] / r["clips_per_s"])
+    assert "reference DataLoader: decord" in format_report({"config": "x", "device": "cpu", "data": [d]})
+
+
+def test_pil_reference_loader_does_the_same_work(cfg):
     """Same videos, labels, frames and boxes as the DALI loader: pixels differ only by interpolation details."""
     dali = next(iter(build_loader(cfg, "train")))
-    ref = next(iter(build_reference_loader(cfg, "train", workers=0)))
+    ref = next(iter(build_reference_loader(cfg, "train", workers=0, decoder="pil")))
     assert ref.index.tolist() == dali.index.tolist() and ref.labels.tolist() == dali.labels.tolist()
     assert ref.clips.shape == dali.clips.shape and ref.clips.dtype == dali.clips.dtype
     err = np.abs(ref.clips.numpy().astype(float) - dali.clips.numpy().astype(float)).mean()
