@@ -103,3 +103,27 @@ def test_scrambled_entropy_body_decodes_without_error(tmp_path):
     pixels = np.asarray(out[0])
     assert pixels.shape == (64, 80, 3)
     assert np.abs(pixels.astype(int) - clean.astype(int)).mean() > 20      # decoded, but not the picture
+
+
+def test_truncated_video_is_skipped_with_the_policys_substitute(synthetic_root, tmp_path):
+    """A video list with one file truncated mid-stream: logged with its list line, replaced by the next video, and
+    the rest of the epoch is the order the skip policy defines."""
+    videos = tmp_path / "videos"
+    shutil.copytree(synthetic_root / "videos", videos)
+    lines = (synthetic_root / "train_list_videos.txt").read_text().split("\n")
+    bad = 3                                                                # 0-based list index
+    victim = videos / lines[bad].split()[0]
+    data = victim.read_bytes()
+    victim.write_bytes(data[: len(data) // 2])                            # cut mid-stream (the index is at the end)
+    listed = tmp_path / "train.txt"
+    listed.write_text("\n".join(lines))
+    cfg = load_config("tsn_r18_synthetic_video_rgb", synthetic_overrides(synthetic_root, "videos") + [
+        f"data.train_list={listed}", f"data.train_prefix={videos}", "data.workers=1", "data.videos_per_gpu=4",
+        "data.max_bad_fraction=0.2"])
+    loader = build_loader(cfg, "train", work_dir=str(tmp_path / "work"))
+    n = len(loader.source.records)
+    delivered = np.concatenate([b.index.numpy() for b in loader])
+    order = epoch_order(n, epoch=0, seed=cfg.runtime.seed, shuffle=True)
+    assert delivered.tolist() == np.where(order == bad, (bad + 1) % n, order).tolist()
+    logged = [json.loads(line) for line in (tmp_path / "work" / "bad_samples.jsonl").read_text().splitlines()]
+    assert [e["line"] for e in logged] == [f"{listed}:{bad + 1}"] and logged[0]["path"] == str(victim)
