@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from jobs.reporting.figure import finish, new_figure
 from jobs.reporting.runs import ReportError, Run
 
 TRAIN_PANELS = (("loss", "loss"), ("lr", "learning rate"))
@@ -25,13 +26,9 @@ def plot_curves(runs: list[Run], out: str | Path | None = None, title: str | Non
     """A 2 x 2 figure (loss, lr, val top-1, val mean class accuracy); saved to `out` if given; returns it.
 
     Runs without validation records leave the val panels to the others (a panel nobody fills says so)."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ReportError("plotting needs matplotlib: pip install 'tsn-dali[plot]'") from None
     if not runs:
         raise ReportError("no runs to plot")
-    fig = Figure(figsize=(11, 7.5))
+    fig = new_figure((11, 7.5))
     axes = fig.subplots(2, 2).reshape(-1)
     for ax, (key, label) in zip(axes, TRAIN_PANELS + VAL_PANELS):
         ax.set_title(label)
@@ -53,10 +50,4 @@ def plot_curves(runs: list[Run], out: str | Path | None = None, title: str | Non
                 ax.set_yscale("log")      # step schedules divide lr by 10: equal steps on a log axis
         else:
             ax.text(0.5, 0.5, f"no {key} in these logs", ha="center", va="center", transform=ax.transAxes)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-    return fig
+    return finish(fig, out, title)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.reporting.figure import finish, new_figure
 from jobs.reporting.runs import ReportError
 
 
@@ -25,17 +26,13 @@ def top_classes(probs: np.ndarray, limit: int) -> list[int]:
 def plot_timeline(starts, ends, probs: np.ndarray, names: list[str], out: str | Path | None = None, *,
                   limit: int = 5, title: str | None = None):
     """starts, ends: (W,) seconds per window; probs: (W, K). Saved to `out` (PNG by suffix) if given; returns it."""
-    try:
-        from matplotlib.figure import Figure
-    except ImportError:
-        raise ReportError("plotting needs matplotlib: pip install 'tsn-dali[plot]'") from None
     starts, ends, probs = np.asarray(starts, float), np.asarray(ends, float), np.asarray(probs)
     if probs.ndim != 2 or len(probs) != len(starts) or len(starts) != len(ends) or not len(starts):
         raise ReportError(f"a timeline needs one score row per window: {len(starts)} windows, shape {probs.shape}")
     centres = (starts + ends) / 2
     classes = top_classes(probs, limit)
     label = [names[c] if c < len(names) else str(c) for c in range(probs.shape[1])]
-    fig = Figure(figsize=(11, 4.5))
+    fig = new_figure((11, 4.5))
     ax, strip = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [5, 1]})
     colours = {}
     for c in classes:
@@ -53,10 +50,4 @@ def plot_timeline(starts, ends, probs: np.ndarray, names: list[str], out: str | 
     strip.set_ylabel("top-1", rotation=0, ha="right", va="center")
     strip.set_xlabel("time (s)")
     strip.set_xlim(float(starts.min()), float(ends.max()))
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    if out is not None:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(out, dpi=100)
-    return fig
+    return finish(fig, out, title)
