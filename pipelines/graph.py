@@ -118,8 +118,12 @@ def build_pipeline(source: ClipSource, *, device: str = "cpu", num_threads: int 
         columns = fn.external_source(source=source, num_outputs=len(source.columns), batch=True, batch_info=True,
                                      **parallel)
         nodes = {column.name: node for column, node in zip(source.columns, columns)}
-        images = _decode(nodes, source, plan, device, decoding)
         out = {"index": nodes["index"]}
+        if plan.views_in_workers:           # the workers decoded and cut the views (host_resample.cut_views)
+            out.update({f"view{c}": nodes[f"view{c}"] for c in range(layout.crops)})
+            out["frames"] = nodes["view0"]
+            return tuple(out[name] for name in names)
+        images = _decode(nodes, source, plan, device, decoding)
         if decode_only:
             out["frames"] = images
         elif plan.host_resample:

@@ -105,3 +105,42 @@ def assemble(named: dict, layout: ClipLayout, videos: int) -> torch.Tensor:
     finally:
         cv2.setNumThreads(threads)
     return out.view(videos, layout.views, 3, h, w)
+
+
+def cut_views(frames: list[np.ndarray], views, layout: ClipLayout) -> list[list[np.ndarray]]:
+    """The views of one video's decoded frames, cut where they were decoded (a DALI Python worker): per crop, one
+    (out_h, out_w, 3) uint8 array per frame, already flipped. pipelines/plan.py chooses this for PyAV frames.
+
+    The same arithmetic as the rest of this module and the graph: a plain integer crop is sliced, another integer box
+    is cut and resampled with OpenCV's INTER_LINEAR, a fractional box is resampled straight from source coordinates
+    (cv2.warpAffine with half-pixel centres: src = box_start + (dst + 0.5) * scale - 0.5, edge pixels repeated, as
+    DALI's ROI resize does). Views that share a box (TenCrop's mirrored copies) are resampled once.
+    """
+    w, h = layout.out_w, layout.out_h
+    out = [[] for _ in range(layout.crops)]
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)          # the worker processes are the parallelism
+    try:
+        for frame in frames:
+            for members in layout.groups:
+                view = views[members[0]]
+                pixels = _cut(frame, view.box, w, h)
+                for c in members:
+                    out[c].append(np.ascontiguousarray(pixels[:, ::-1]) if views[c].mirror else pixels)
+    finally:
+        cv2.setNumThreads(threads)
+    return out
+
+
+def _cut(frame: np.ndarray, box, w: int, h: int) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    if all(float(v).is_integer() for v in box):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        crop = frame[y1:y2, x1:x2]
+        if crop.shape[:2] == (h, w):
+            return np.ascontiguousarray(crop)
+        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+    sx, sy = (x2 - x1) / w, (y2 - y1) / h
+    m = np.float32([[sx, 0, x1 + 0.5 * sx - 0.5], [0, sy, y1 + 0.5 * sy - 0.5]])
+    return cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)

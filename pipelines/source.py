@@ -21,6 +21,7 @@ import numpy as np
 from .annotations import VideoRecord
 from .augment import Step, draw_steps, step_columns
 from .geometry import Augment, View, plan_views
+from .host_resample import cut_views
 from .layout import ClipLayout
 from .plan import GraphPlan
 from .readers import BadSample, Clip
@@ -91,6 +92,8 @@ class ClipSource:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         if self.plan.decode_slice and (self.augment.num_crops != 1 or self.reader.per_video):
             raise ValueError("decode_slice needs a single-view frame-folder pipeline")
+        if self.plan.views_in_workers and (self.flow or self.reader.per_video or hasattr(self.reader, "layout")):
+            raise ValueError("views_in_workers needs frames decoded in Python (the PyAV reader)")
         if self.plan.host_resample and (self.flow or self.reader.per_video):
             raise ValueError("host_resample needs an RGB pipeline of frame samples")
         if self.steps and self.plan.host_resample:
@@ -106,6 +109,10 @@ class ClipSource:
     @property
     def columns(self) -> list[Column]:
         """The external source's outputs in order; the graph names its nodes from the same list."""
+        if self.plan.views_in_workers:      # finished views, (N, out_h, out_w, 3) uint8 per crop
+            cols = [Column(f"view{c}", np.uint8) for c in range(self.layout.crops)]
+            cols += [Column(name, dtype) for name, dtype in step_columns(self.steps, self.layout)]
+            return cols + [Column("index", np.int64)]
         cols = [Column("data")] + ([Column("frames")] if self.reader.per_video else [])
         if self.plan.decode_slice:
             cols += [Column("anchor", np.int32), Column("shape", np.int32)]
@@ -193,6 +200,13 @@ class ClipSource:
     def _emit(self, columns: dict, index: int, clip: Clip, views: list[View], drawn: dict):
         """Append one video's rows: one per frame (frame-level readers) or one per video (video decoder)."""
         n = 1 if self.reader.per_video else len(clip.data)
+        if self.plan.views_in_workers:
+            for c, pixels in enumerate(cut_views(clip.data, views, self.layout)):
+                columns[f"view{c}"] += pixels
+            for name, value in drawn.items():
+                columns[name] += [value] * n
+            columns["index"] += [index] * n
+            return
         columns["data"] += clip.data
         if self.reader.per_video:
             columns["frames"].append(clip.frames)
