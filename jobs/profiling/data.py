@@ -38,6 +38,22 @@ def rates(t: Timing, frames_per_clip: int, views_per_clip: int) -> dict:
             "ms_per_batch": 1e3 * t.seconds / t.batches, "latency_ms": t.latency_ms()}
 
 
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process (Linux /proc), MiB; NaN where it cannot be read."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+    except (OSError, StopIteration, ValueError):
+        return float("nan")
+
+
+def memory(loader) -> dict:
+    """RSS of this process (DALI's threads and buffers live here) and of each DALI Python worker, after timing."""
+    from pipelines.watchdog import worker_processes
+    workers = [round(rss_mb(p.pid), 1) for p in worker_processes(loader.pipeline)]
+    return {"main": round(rss_mb(os.getpid()), 1), "workers": workers}
+
+
 def pipeline_batches(pipe):
     """pipeline.run() outputs across epochs (a parallel external source ends each epoch with StopIteration)."""
     while True:
@@ -153,7 +169,7 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
     out = {"split": split, "batch": source.epochs.batch_size, "frames_per_clip": frames_per_clip,
            "views_per_clip": views_per_clip, "threads": knobs.threads, "py_workers": knobs.workers,
            "prefetch": knobs.prefetch, "cpus": os.cpu_count(),
-           "dali": rates(loader_t, frames_per_clip, views_per_clip)}
+           "dali": rates(loader_t, frames_per_clip, views_per_clip), "memory_mb": memory(loader)}
     if prepared.variants:
         say(f"[data/{split}] variant graphs: full graph, decode only, source alone, decode ceiling")
         per_clip = 1 if source.reader.per_video else frames_per_clip

@@ -45,6 +45,10 @@ def format_data(d: dict) -> str:
     for r in d.get("references", []):
         out.append(f"  {r['decoder']}: {r['what']}")
     out += [f"  {why}" for why in d.get("skipped_references", [])]
+    if "memory_mb" in d:
+        m = d["memory_mb"]
+        out.append(f"memory (RSS): main process {m['main']:,.0f} MiB, DALI workers "
+                   + (", ".join(f"{w:,.0f}" for w in m["workers"]) + " MiB" if m["workers"] else "none"))
     if "ceiling" in d:
         c = d["ceiling"]
         out.append(f"decode-only ceiling: {c['images_per_s']:,.0f} JPEG/s = {c['clips_per_s']:,.1f} clips/s "
