@@ -170,7 +170,8 @@ def test_incomplete_evaluation_refuses_a_headline(synthetic_root, tmp_path, good
     lines = (synthetic_root / "val_list_rawframes.txt").read_text().splitlines()[:2]
     bad = write(tmp_path, "list.txt", lines[0] + "\ngone_0 24 1\n" + lines[1] + "\n")
     result = tsn("test", good_checkpoint, "--device", "cpu",
-                 *opts([f"data.test_list={bad}", "data.on_error=skip", "test.sampler.num_clips=3"]))
+                 *opts([f"data.test_list={bad}", "data.on_error=skip", "data.max_bad_fraction=1.0",
+                        "test.sampler.num_clips=3"]))
     one_line_error(result, "test", "only 2 of 3 videos were evaluated: refusing a headline number")
 
 

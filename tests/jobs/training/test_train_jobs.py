@@ -24,6 +24,7 @@ from jobs.training.weights import build_model
 from pipelines.annotations import VideoRecord
 from pipelines.geometry import Augment
 from pipelines.normalize import Normalize
+from pipelines.plan import GraphPlan
 from pipelines.sampling import Sampler
 from pipelines.source import ClipSource, Epochs, read_bad_log
 from tests.helpers import ROOT as ROOT
@@ -66,7 +67,9 @@ def test_ddp_two_processes_match_single_process(synthetic_root, tmp_path):
     moved = 0
     for key in a:
         if a[key].is_floating_point():
-            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=1e-5, msg=key)
+            # Float summation order only (gradients averaged over 2 ranks vs one batch of 8): measured up to 1.2e-5
+            # on conv1 after 3 steps at lr 0.05; a lost or doubled rank gradient moves weights by ~1e-3.
+            torch.testing.assert_close(b[key], a[key], rtol=1e-4, atol=3e-5, msg=key)
             moved += not torch.allclose(a[key], init[key])
     assert moved > 10                                    # training really changed the weights
 
@@ -182,7 +185,7 @@ def test_bad_sample_log_survives_a_torn_line_and_a_full_disk(tmp_path, caplog):
         per_video = False
 
     def source(bad_log):
-        return ClipSource([], Reader(), Sampler(), Augment(), Epochs(1, False, False), on_error="skip",
+        return ClipSource([], Reader(), Sampler(), Augment(), Epochs(1, False, False), GraphPlan(), on_error="skip",
                           bad_log=str(bad_log))
 
     log = tmp_path / "bad_samples.jsonl"
