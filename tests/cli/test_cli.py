@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from jobs.cli import cli
 from jobs.training import tester
 from jobs.training.config import load_config
-from jobs.training.weights import build_model
 from tests.helpers import ROOT as ROOT
 from tests.helpers import synthetic_overrides
 
@@ -76,12 +75,6 @@ def test_fuse_command_table_and_coefficients(tmp_path):
     assert rows[0]["top1_acc"] == pytest.approx(np.mean(rgb.argmax(1) == np.array([0, 1, 2, 1])))
 
 
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "random.pth"
-    torch.manual_seed(0)
-    torch.save({"model": build_model(load_config("tsn_r18_synthetic_rgb").model).state_dict()}, path)
-    return path
 
 
 def test_convert_mmaction2_round_trip(random_checkpoint, tmp_path):

@@ -63,6 +63,23 @@ class Layout:
     part_bytes: int           # every part but the last holds exactly this many bytes
 
 
+
+def _copy(files, src, out, count: int, h) -> object:
+    """Copy exactly `count` bytes to `out` (and into hash `h`) from the open file `src`, continuing with the next of
+    `files` whenever one ends; returns the file to go on reading from (None once one ran out exactly)."""
+    while count:
+        if src is None:
+            src = open(next(files), "rb")
+        block = src.read(min(BLOCK, count))
+        if not block:
+            src.close()
+            src = None
+            continue
+        out.write(block)
+        h.update(block)
+        count -= len(block)
+    return src
+
 def plan_parts(total_bytes: int, max_bytes: int) -> Layout:
     """As few parts as fit `max_bytes` each, of equal size (the last takes the remainder)."""
     if total_bytes <= 0:
@@ -99,18 +116,7 @@ def split(files: list[Path], parts_dir: Path, max_bytes: int) -> dict:
         want = min(layout.part_bytes, offset - written)
         h = hashlib.sha256()
         with open(folder / CHUNK, "wb") as out:
-            left = want
-            while left:
-                if src is None:
-                    src = open(next(sources), "rb")
-                block = src.read(min(BLOCK, left))
-                if not block:
-                    src.close()
-                    src = None
-                    continue
-                out.write(block)
-                h.update(block)
-                left -= len(block)
+            src = _copy(sources, src, out, want, h)
         written += want
         hashes.append(h.hexdigest())
         parts.append({"name": folder.name, "file": CHUNK, "bytes": want, "sha256": hashes[-1]})
@@ -163,19 +169,9 @@ def join(parts_dir: Path, out_dir: Path) -> list[Path]:
     chunks = iter([parts_dir / p["name"] / p["file"] for p in manifest["parts"]])
     src, paths = None, []
     for w in manifest["wheels"]:
-        path, h, left = out_dir / w["file"], hashlib.sha256(), w["bytes"]
+        path, h = out_dir / w["file"], hashlib.sha256()
         with open(path, "wb") as out:
-            while left:
-                if src is None:
-                    src = open(next(chunks), "rb")
-                block = src.read(min(BLOCK, left))
-                if not block:
-                    src.close()
-                    src = None
-                    continue
-                out.write(block)
-                h.update(block)
-                left -= len(block)
+            src = _copy(chunks, src, out, w["bytes"], h)
         if h.hexdigest() != w["sha256"]:
             raise CarryError(f"{path}: sha256 {h.hexdigest()} differs from the manifest's {w['sha256']}")
         paths.append(path)

@@ -180,12 +180,6 @@ def test_error_on_one_rank_ends_the_job_promptly(synthetic_root, tmp_path):
 SMALL_TEST = ["data.workers=1", "test.sampler.num_clips=3"]   # 3 test-mode clips of 24 frames: frames 5, 13, 21
 
 
-@pytest.fixture(scope="module")
-def random_checkpoint(tmp_path_factory):
-    path = tmp_path_factory.mktemp("ckpt") / "random.pth"
-    torch.manual_seed(0)
-    torch.save({"model": build_model(load_config("tsn_r18_synthetic_rgb").model).state_dict()}, path)
-    return path
 
 
 @pytest.fixture()
