@@ -13,6 +13,7 @@ import ctypes
 import ctypes.util
 import glob
 import importlib.metadata
+import itertools
 import json
 import os
 import platform
@@ -294,12 +295,7 @@ def make_data(work: str, long_frames: int, long_gop: int, long_codecs: list[str]
 
 
 def _batches(loader, n: int) -> list:
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == n:
-            break
-    return out
+    return list(itertools.islice(loader, n))
 
 
 def compare_batches(ref: list, dev: list) -> dict:

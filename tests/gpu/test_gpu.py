@@ -4,6 +4,8 @@ Marked `gpu`: they run wherever torch sees CUDA and are skipped elsewhere (see c
 """
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -20,13 +22,7 @@ SMALL = ["data.workers=1", "data.val_videos_per_gpu=4", "data.test_videos_per_gp
 
 
 def batches(cfg, split, device, n=2):
-    loader = build_loader(cfg, split, device=device, device_id=0)
-    out = []
-    for batch in loader:
-        out.append(batch)
-        if len(out) == n:
-            break
-    return out
+    return list(itertools.islice(build_loader(cfg, split, device=device, device_id=0), n))
 
 
 @pytest.mark.parametrize("recipe,kind,split", [

@@ -64,3 +64,14 @@ def as_frames(clip, flow):
     return clip.permute(0, 2, 3, 1).numpy()
 
 
+
+
+def compare_with_reference(cfg, split, loader, batch):
+    """(view_got, view_ref, mean abs diff) for every view of every video of a loader batch: the loader's pixels
+    against `reference_views` of the same video."""
+    flow = cfg.data.modality == "Flow"
+    for clip, video in zip(batch.clips, batch.index.tolist()):
+        ref = reference_views(cfg, split, loader.source.records[video], video)
+        got = as_frames(clip, flow).reshape(len(ref), -1, *ref[0].shape[1:])
+        for view_got, view_ref in zip(got, ref):
+            yield view_got, view_ref, np.abs(view_got.astype(float) - view_ref.astype(float)).mean()

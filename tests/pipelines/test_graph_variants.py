@@ -6,14 +6,13 @@ backend ("mixed" instead of "cpu") differs on a real GPU (tests/gpu checks that 
 """
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 
 from jobs.training.config import load_config
 from jobs.training.loaders import build_loader
 from tests.helpers import synthetic_overrides
-from tests.pipelines.reference import as_frames, reference_views
+from tests.pipelines.reference import compare_with_reference
 
 SMALL = ["data.videos_per_gpu=2", "data.val_videos_per_gpu=2", "data.test_videos_per_gpu=1", "data.workers=1"]
 
@@ -56,15 +55,9 @@ def test_gpu_graph_on_cpu_matches_cpu_path_and_reference(synthetic_root, protoco
     inner = diff[..., 2:-2, 2:-2]
     assert inner.max().item() <= INNER_MAX and diff.mean().item() < MEAN_TOL, \
         f"{protocol}: GPU graph vs CPU path inner max {inner.max().item():.0f}, mean {diff.mean().item():.3f}"
-    flow = cfg.data.modality == "Flow"
-    loader = build_loader(cfg, split)
-    for clip, video in zip(gpu_batch.clips, gpu_batch.index.tolist()):
-        ref = reference_views(cfg, split, loader.source.records[video], video)
-        got = as_frames(clip, flow).reshape(len(ref), -1, *ref[0].shape[1:])
-        for view_got, view_ref in zip(got, ref):
-            err = np.abs(view_got.astype(float) - view_ref.astype(float)).mean()
-            # One fused resample vs MMAction2's two (resize then crop-resize): interpolation differences only.
-            assert err < 6.0, f"{protocol}: GPU graph vs reference mean abs diff {err:.2f}"
+    for _got, _ref, err in compare_with_reference(cfg, split, build_loader(cfg, split), gpu_batch):
+        # One fused resample vs MMAction2's two (resize then crop-resize): interpolation differences only.
+        assert err < 6.0, f"{protocol}: GPU graph vs reference mean abs diff {err:.2f}"
 
 
 def test_graph_variants_differ_in_plan_only(synthetic_root):

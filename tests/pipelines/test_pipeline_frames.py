@@ -14,7 +14,7 @@ import torch
 from jobs.training.config import load_config
 from jobs.training.loaders import build_loader
 from tests.helpers import synthetic_overrides
-from tests.pipelines.reference import as_frames, reference_views
+from tests.pipelines.reference import compare_with_reference
 
 SMALL = ["data.videos_per_gpu=2", "data.val_videos_per_gpu=2", "data.test_videos_per_gpu=1", "data.workers=1"]
 
@@ -70,17 +70,13 @@ def test_pixels_match_independent_computation(synthetic_root, recipe, split, kin
     cfg = load_config(recipe, synthetic_overrides(synthetic_root, kind) + SMALL + extra)
     flow = cfg.data.modality == "Flow"
     loader, batch = first_batch(cfg, split, gpu_graph)
-    for clip, video in zip(batch.clips, batch.index.tolist()):
-        ref = reference_views(cfg, split, loader.source.records[video], video)
-        got = as_frames(clip, flow).reshape(len(ref), -1, *ref[0].shape[1:])
-        for view_got, view_ref in zip(got, ref):
-            err = np.abs(view_got.astype(float) - view_ref.astype(float)).mean()
-            # One fused resample vs MMAction2's two: small interpolation differences only.
-            assert err < 6.0, f"{recipe} {split}: mean abs diff {err:.2f}"
-            if flow or view_ref.std() > 5:
-                # The check can fail: the mirror image of the reference is far off.
-                wrong = np.abs(view_got.astype(float) - view_ref[:, :, ::-1].astype(float)).mean()
-                assert wrong > 4 * err + 0.25, f"mirror control {wrong:.3f} vs {err:.3f}"
+    for view_got, view_ref, err in compare_with_reference(cfg, split, loader, batch):
+        # One fused resample vs MMAction2's two: small interpolation differences only.
+        assert err < 6.0, f"{recipe} {split}: mean abs diff {err:.2f}"
+        if flow or view_ref.std() > 5:
+            # The check can fail: the mirror image of the reference is far off.
+            wrong = np.abs(view_got.astype(float) - view_ref[:, :, ::-1].astype(float)).mean()
+            assert wrong > 4 * err + 0.25, f"mirror control {wrong:.3f} vs {err:.3f}"
 
 
 def test_flow_flip_inverts_x_only(synthetic_root):
