@@ -76,13 +76,13 @@ def data_benchmark(sizes, augments, epochs, videos_per_class, val_per_class, tes
 @click.option("--rounds", type=int, default=3, show_default=True, help="Alternating rounds (one run per decoder).")
 @click.option("--workers", type=int, default=2, show_default=True, help="Decoding processes (1: this process).")
 @click.option("--variant", "variants", multiple=True,
-              help="Also time decode_frames with these DecodeOptions, e.g. threads=2,thread_type=FRAME or "
+              help="Also time decode_sampled_frames with these DecodeOptions, e.g. threads=2,thread_type=FRAME or "
                    "skip_nonref=0 (repeatable).")
 @click.option("--data-root", default="work_dirs/video_decode_bench", show_default=True,
               help="Where the generated files are kept (reused).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
 def video_decode(recipe, kinds, files, epochs, rounds, workers, variants, data_root, out):
-    """Clips/s of pipelines/pyav_decode.py decode_frames vs decord on generated H.264 files (needs `decord`)."""
+    """Clips/s of pipelines/pyav_decode.py decode_sampled_frames vs decord on generated H.264 files (needs `decord`)."""
     say = lambda msg: click.echo(msg, err=True)
     from jobs.profiling.reference_loader import missing
     if missing("decord"):
@@ -97,7 +97,7 @@ def video_decode(recipe, kinds, files, epochs, rounds, workers, variants, data_r
         raise click.BadParameter(str(err), param_hint="--variant") from None
     rows = run_bench(Path(data_root), recipe=recipe, kinds=chosen, files=files, epochs=epochs, rounds=rounds,
                      workers=workers, variants=extra, say=say)
-    click.echo(f"decode_frames vs decord ({recipe} samplers, {workers} worker process(es), median of {rounds} "
+    click.echo(f"decode_sampled_frames vs decord ({recipe} samplers, {workers} worker process(es), median of {rounds} "
                "alternating rounds; ratio = ours / decord clips/s in the same round)")
     click.echo(format_rows(rows))
     if out:

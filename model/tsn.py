@@ -7,7 +7,6 @@ question of how many views the pipeline sends.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -154,16 +153,6 @@ def build_tsn(cfg: TSNConfig, *, weights_dir: str | None = None) -> TSN:
         state = read_weights_file(cfg.pretrained, "TSNConfig.pretrained, a torchvision-format state dict")
         load_torchvision_weights(model.backbone, state, cfg.flow_init)
     return model
-
-
-def reset_head(model: TSN, num_classes: int) -> str:
-    """Fresh N(0, init_std^2) classifier for fine-tuning on another label set; returns a one-line log message."""
-    old = model.head.fc
-    new = nn.Linear(old.in_features, num_classes, device=old.weight.device, dtype=old.weight.dtype)
-    init_fc(new, model.head.init_std)
-    model.head.fc = new
-    model.cfg = dataclasses.replace(model.cfg, num_classes=num_classes)
-    return f"cls_head re-initialised: {old.out_features} -> {num_classes} classes"
 
 
 def param_groups(model: nn.Module, lr: float, weight_decay: float, fc_lr5: bool = False) -> list[dict]:

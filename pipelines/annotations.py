@@ -52,10 +52,15 @@ class FrameLayout:
         fields = [f for _, f, _, _ in string.Formatter().parse(self.filename_tmpl) if f is not None]
         if not fields:
             raise ValueError(f"filename_tmpl {self.filename_tmpl!r} has no placeholder")
-        want = 2 if self.modality == "Flow" else 1      # Flow: ("x" | "y", index); RGB: (index,)
+        want = 2 if self.is_flow else 1      # Flow: ("x" | "y", index); RGB: (index,)
         if len(fields) != want:
             raise ValueError(f"filename_tmpl {self.filename_tmpl!r} does not fit modality {self.modality}: "
                              f"expected {want} placeholder(s), found {len(fields)}")
+
+    @property
+    def is_flow(self) -> bool:
+        """Optical flow: two grey images (x, y) per frame index instead of one RGB image."""
+        return self.modality == "Flow"
 
     def frame_paths(self, record: VideoRecord, indices) -> list[str]:
         """Files for 0-based sampled indices that already include start_index (as the samplers return them).
@@ -66,7 +71,7 @@ class FrameLayout:
         files = []
         for i in indices:
             n = int(i) + record.offset
-            if self.modality == "Flow":
+            if self.is_flow:
                 files.append(os.path.join(record.path, self.filename_tmpl.format("x", n)))
                 files.append(os.path.join(record.path, self.filename_tmpl.format("y", n)))
             else:

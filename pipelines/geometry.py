@@ -248,6 +248,18 @@ class View:
     invert_flow_x: bool  # Flip on flow inverts x components (255 - v); TenCrop's mirrored copies do NOT
 
 
+def output_size(aug: Augment) -> tuple[int, int] | None:
+    """(w, h) of every view when the recipe fixes it, None when it follows the image: the final stretch
+    Resize((s, s), keep_ratio=False) after multiscale / random_resized crops (out_size; None keeps the crop's size),
+    the whole resized image for crop "none" (fixed only after resize "fixed"), else the nominal crop size (a
+    truncated center/three/ten box is stretched back to it)."""
+    if aug.crop in ("multiscale", "random_resized"):
+        return None if aug.out_size is None else (aug.out_size, aug.out_size)
+    if aug.crop == "none":
+        return aug.size if aug.resize == "fixed" else None
+    return aug.crop_size, aug.crop_size
+
+
 def _resized_size(src_w: int, src_h: int, aug: Augment) -> tuple[int, int]:
     if aug.resize == "short_side":
         return rescale_size(src_w, src_h, aug.short_side)
@@ -291,17 +303,11 @@ def plan_views(src_w: int, src_h: int, aug: Augment, *, flow: bool, rng: np.rand
     # Flip comes last in the pipeline: one Bernoulli draw per video, applied to every view.
     flip = bool(rng.random() < aug.flip_ratio)
 
+    fixed = output_size(aug)
     views = []
     for x1, y1, x2, y2 in boxes:
-        if aug.crop in ("multiscale", "random_resized"):
-            # The config's Resize((s, s), keep_ratio=False) stretch, unless disabled.
-            out_w, out_h = (aug.out_size, aug.out_size) if aug.out_size is not None else (x2 - x1, y2 - y1)
-        elif aug.crop == "none":
-            out_w, out_h = rw, rh
-        else:
-            # center/three/ten: output is the nominal crop size (a truncated box is stretched back to it,
-            # keeping batch shapes uniform).
-            out_w, out_h = cs, cs
+        # A size that follows the image is the box's own (crop "none": the box is the whole resized image).
+        out_w, out_h = fixed if fixed is not None else (x2 - x1, y2 - y1)
         # Undo the resize (scale by src/resized). Multiplying before dividing keeps edges exact: a box edge
         # on the resized border maps to exactly src_w / src_h.
         box = (x1 * src_w / rw, y1 * src_h / rh, x2 * src_w / rw, y2 * src_h / rh)

@@ -15,21 +15,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .geometry import Augment
+from .geometry import Augment, output_size
 from .sampling import Sampler
 
 
-def output_size(aug: Augment) -> tuple[int, int]:
-    """(w, h) of every view: the final stretch for random crops, else the crop size; one shape per batch."""
-    if aug.crop in ("multiscale", "random_resized"):
-        if aug.out_size is None:
-            raise ValueError("multiscale / random_resized crops need out_size so a batch has one shape")
-        return aug.out_size, aug.out_size
-    if aug.crop == "none":
-        if aug.resize != "fixed":
+def fixed_output_size(aug: Augment) -> tuple[int, int]:
+    """(w, h) of every view (geometry.output_size), which must not follow the image: one shape per batch."""
+    size = output_size(aug)
+    if size is None:
+        if aug.crop == "none":
             raise ValueError("crop 'none' gives one shape per batch only with resize 'fixed'")
-        return aug.size
-    return aug.crop_size, aug.crop_size
+        raise ValueError("multiscale / random_resized crops need out_size so a batch has one shape")
+    return size
 
 
 def box_groups(augment: Augment) -> tuple[tuple[int, ...], ...]:
@@ -54,7 +51,7 @@ class ClipLayout:
 
     @classmethod
     def of(cls, sampler: Sampler, augment: Augment, *, flow: bool) -> ClipLayout:
-        w, h = output_size(augment)
+        w, h = fixed_output_size(augment)
         return cls(sampler.num_offsets, sampler.clip_len, augment.num_crops, flow, w, h, box_groups(augment))
 
     @property
@@ -78,7 +75,3 @@ class ClipLayout:
     @property
     def channels(self) -> int:
         return 2 * self.clip_len if self.flow else 3
-
-    def batch_shape(self, videos: int) -> tuple[int, int, int, int, int]:
-        """(B, V, C, H, W) of a loader batch of `videos` videos."""
-        return videos, self.views, self.channels, self.out_h, self.out_w

@@ -33,14 +33,10 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
 import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
-
-if TYPE_CHECKING:
-    from pipelines.video_index import VideoInfo
 
 PTS_EXACT_CODECS = frozenset({"h264", "hevc", "av1", "vp8", "vp9", "mjpeg"})
 _REORDERING_CODECS = frozenset({"h264", "hevc"})  # B-frames: presentation order != decode order
@@ -62,7 +58,7 @@ class FrameIndexError(VideoDecodeError, IndexError):
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """How `decode_frames` drives FFmpeg. The defaults are the fastest measured for TSN's sparse reads
+    """How `decode_sampled_frames` drives FFmpeg. The defaults are the fastest measured for TSN's sparse reads
     inside parallel loader workers (docs/PERFORMANCE_VIDEO.md); the others exist to measure them."""
 
     threads: int = 1             # decoder threads; 0 = FFmpeg's choice
@@ -206,14 +202,12 @@ def iter_frames(container, stream, errors: list[str], keep: frozenset[int] | Non
             pass
 
 
-def decode_frames(path: str, indices: Sequence[int], *, info: VideoInfo | None = None,
-                  options: DecodeOptions = DEFAULT_OPTIONS) -> np.ndarray:
+def decode_sampled_frames(path: str, indices: Sequence[int], *, num_frames: int | None = None,
+                          options: DecodeOptions = DEFAULT_OPTIONS) -> np.ndarray:
     """Frames `indices` (presentation order, 0-based) of `path` as (len(indices), H, W, 3) uint8 RGB,
-    in request order (duplicates allowed). `info` (from probe_video) bounds the valid range by its
-    num_frames, which excludes an undecodable tail; without it the demuxed packet count is used."""
+    in request order (duplicates allowed). `num_frames` (a probe's `VideoInfo.num_frames`, which excludes an
+    undecodable tail) bounds the valid range; without it the demuxed packet count is used."""
     idx = [int(i) for i in indices]
-    if info is not None and info.status != "ok":
-        raise VideoDecodeError(f"{path}: not decodable ({info.status}: {info.reason})")
     try:
         container, stream = open_video(path)
     except (OSError, av.error.FFmpegError) as exc:
@@ -224,9 +218,9 @@ def decode_frames(path: str, indices: Sequence[int], *, info: VideoInfo | None =
             table = packet_table(path, opened=(container, stream))
         except (OSError, av.error.FFmpegError, VideoDecodeError) as exc:
             raise VideoDecodeError(f"{path}: cannot open: {exc}") from exc
-        limit = table.num_packets if info is None else info.num_frames
+        limit = table.num_packets if num_frames is None else num_frames
         if table.seekable:
-            limit = min(limit, table.pts.size)  # a stale `info` must not index past the table
+            limit = min(limit, table.pts.size)  # a stale `num_frames` must not index past the table
         for i in idx:
             if not 0 <= i < limit:
                 raise FrameIndexError(f"{path}: frame index {i} out of range [0, {limit})")

@@ -1,13 +1,15 @@
 """What one video's sampled frames look like before DALI sees them: encoded JPEGs, decoded frames, or a video file.
 
-Each reader turns (record, frame indices) into a `Clip`. The three kinds differ in where decoding happens:
-  FrameFolderReader  JPEG files -> DALI image decoder (CPU libjpeg-turbo or nvJPEG); one sample per frame.
-  PyAVReader         video file -> frames decoded here with keyframe seeking (CPU); one sample per frame.
-  VideoFileReader    video file bytes + indices -> DALI video decoder (NVDEC, or the CPU backend for VP8/VP9/MJPEG);
-                     one sample per video (a sequence).
+Each reader turns (record, frame indices) into a `Clip`. The three kinds (`ReaderKind`) differ in where decoding
+happens:
+  FrameFolderReader  JPEG      JPEG files -> DALI image decoder (CPU libjpeg-turbo or nvJPEG); one sample per frame.
+  PyAVReader         DECODED   video file -> frames decoded here with keyframe seeking (CPU); one sample per frame.
+  VideoFileReader    VIDEO     video file bytes + indices -> DALI video decoder (NVDEC, or the CPU backend for
+                               VP8/VP9/MJPEG); one sample per video (a sequence).
 """
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,6 +20,19 @@ from .jpeg import BadJpeg, jpeg_size
 
 class BadSample(RuntimeError):
     """A video that cannot be loaded; the message names the file."""
+
+
+class ReaderKind(enum.Enum):
+    """What a reader hands DALI, which fixes the graph's decoder stage (pipelines/variants/decode.py) and how many
+    DALI samples one video is."""
+
+    JPEG = "jpeg"          # encoded JPEG frames, one sample per image: DALI's image decoder
+    DECODED = "decoded"    # (H, W, 3) uint8 frames decoded in the Python workers (PyAV), one sample per frame
+    VIDEO = "video"        # one encoded file plus its frame indices per video: DALI's video decoder, (F, H, W, 3)
+
+    def samples_per_video(self, layout) -> int:
+        """DALI samples per video for a `ClipLayout`: one sequence, or one per decoded image."""
+        return 1 if self is ReaderKind.VIDEO else layout.frames_per_video
 
 
 @dataclass
@@ -40,11 +55,11 @@ def _read_file(path: str) -> np.ndarray:
 @dataclass(frozen=True)
 class FrameFolderReader:
     layout: FrameLayout
-    per_video = False            # samples are frames
+    kind = ReaderKind.JPEG
 
     @property
     def gray(self) -> bool:
-        return self.layout.modality == "Flow"
+        return self.layout.is_flow
 
     def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
         files = self.layout.frame_paths(record, indices)
@@ -70,14 +85,14 @@ def video_indices(record: VideoRecord, indices: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class PyAVReader:
     timeout_s: float = 30.0
-    per_video = False
-    gray = False
+    kind = ReaderKind.DECODED
 
     def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
-        from .pyav_decode import decode_frames
+        from .pyav_decode import decode_sampled_frames
         from .timeout import DecodeTimeout, call_with_timeout
         try:
-            frames = call_with_timeout(decode_frames, self.timeout_s, record.path, video_indices(record, indices))
+            frames = call_with_timeout(decode_sampled_frames, self.timeout_s, record.path,
+                                       video_indices(record, indices))
         except DecodeTimeout:
             raise BadSample(f"{record.path}: decoding took longer than {self.timeout_s:g} s") from None
         except FileNotFoundError:
@@ -91,8 +106,7 @@ class PyAVReader:
 @dataclass(frozen=True)
 class VideoFileReader:
     sizes: dict[str, tuple[int, int]]   # path -> (w, h), from the video index
-    per_video = True
-    gray = False
+    kind = ReaderKind.VIDEO
 
     def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
         if record.path not in self.sizes:

@@ -9,7 +9,7 @@ count the non-empty video packets, then decode the last GOP to prove the tail is
   * It is not reliable for MPEG-4 Part 2 (an FFmpeg-muxed AVI with B-frames showed 301 packets for
     300 frames; DivX "packed B-frames" put two pictures in one packet) nor for other codecs, nor
     when packet pts are missing or repeat. Those get a full decode that counts output frames --
-    the same count `decode_frames`' sequential path uses -- as does any file failing the tail check.
+    the same count `decode_sampled_frames`' sequential path uses -- as does any file failing the tail check.
   * A damaged file reports `num_frames` = the longest run of frames, from frame 0 in presentation
     order, that all decode; status stays "ok" and `reason` says what was lost. A truncated MP4
     whose moov atom is at the end (most muxers' default) cannot be opened at all: "unreadable".
@@ -36,7 +36,6 @@ from pipelines.pyav_decode import (
 from pipelines.timeout import DecodeTimeout, call_with_timeout
 
 INDEX_VERSION = 1  # bump when probe semantics change: cached lines of another version are re-probed
-DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})  # DALI 2.4's bundled libavcodec (docs/ARCHITECTURE.md, Decoders)
 # NVDEC (DALI "mixed") rule, from the NVDEC application note / DALI FramesDecoderGpu:
 #  * 8-bit 4:2:0 only (H.264 4:2:2/4:4:4 fail before Blackwell; 10-bit not relied on here);
 #  * max coded size per codec below; min 48x16 (the smallest NVDEC limit; some GPUs report larger
@@ -73,10 +72,6 @@ def nvdec_supports(codec: str, pix_fmt: str, width: int, height: int, gpu_name: 
     if codec == "av1" and (gpu_name is None or any(g in gpu_name.upper() for g in _NO_AV1_GPUS)):
         return False
     return 48 <= width <= _NVDEC_MAX[codec] and 16 <= height <= _NVDEC_MAX[codec]
-
-
-def dali_cpu_supports(codec: str) -> bool:
-    return codec in DALI_CPU_CODECS
 
 
 def _info(path, status, reason, size=0, mtime=0, **kw) -> VideoInfo:

@@ -41,7 +41,7 @@ from pipelines.sharding import epoch_order
 FRAME_DECODERS = ("opencv", "pil")      # first: the headline baseline (what MMAction2 runs)
 VIDEO_DECODERS = ("decord", "pyav")
 TITLES = {"opencv": "OpenCV cv2.imdecode + mmcv-style cv2 resizes", "pil": "PIL decode + one PIL resample",
-          "decord": "decord get_batch + mmcv-style cv2 resizes", "pyav": "PyAV decode_frames + one PIL resample"}
+          "decord": "decord get_batch + mmcv-style cv2 resizes", "pyav": "PyAV decode_sampled_frames + one PIL resample"}
 
 
 def decoders_for(source: str) -> tuple[str, ...]:
@@ -188,8 +188,8 @@ class ReferenceDataset(Dataset):
         if decoder == "decord":
             return list(decord_frames(record.path, indices))
         if decoder == "pyav":
-            from pipelines.pyav_decode import decode_frames
-            return list(decode_frames(record.path, indices))
+            from pipelines.pyav_decode import decode_sampled_frames
+            return list(decode_sampled_frames(record.path, indices))
         paths = self.spec.layout.frame_paths(record, indices)
         return opencv_frames(paths) if decoder == "opencv" else pil_frames(paths)
 

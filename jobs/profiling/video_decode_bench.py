@@ -1,7 +1,7 @@
 """`tsn bench video-decode`: our CPU video path against decord, on the same files and the same frame indices.
 
 One clip is one call that returns the RGB frames (N, H, W, 3) uint8 of one video's sampled indices:
-  ours     pipelines.pyav_decode.decode_frames(path, indices, options=...), what PyAVReader runs inside DALI's
+  ours     pipelines.pyav_decode.decode_sampled_frames(path, indices, options=...), what PyAVReader runs inside DALI's
            Python workers, with the per-process packet-table cache emptied first: in training every video is read
            once per epoch, so the demux pass that builds the table is part of every real read.
   decord   decord.VideoReader(BytesIO(file bytes), num_threads=1).get_batch(indices).asnumpy(): MMAction2's
@@ -157,7 +157,7 @@ class Ours:
 
     def __call__(self, path: str, indices: np.ndarray) -> np.ndarray:
         pyav_decode.clear_table_cache()          # a real epoch reads each video once: no cached table
-        return pyav_decode.decode_frames(path, indices, options=self.options)
+        return pyav_decode.decode_sampled_frames(path, indices, options=self.options)
 
 
 @dataclass(frozen=True)

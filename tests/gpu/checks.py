@@ -256,8 +256,8 @@ def dali_smoke(root: str, device: str) -> dict:
     suffix = ".mp4" if device == "gpu" else ".webm"
     video = sorted(Path(root, "videos").glob(f"val_0000{suffix}"))[0]
     frames, timing = dali_decode(str(video), [0], device)
-    from pipelines.pyav_decode import decode_frames
-    ref0 = decode_frames(str(video), [0])[0]
+    from pipelines.pyav_decode import decode_sampled_frames
+    ref0 = decode_sampled_frames(str(video), [0])[0]
     out["video"] = {"file": video.name, "shape": list(frames.shape), "first_ms": timing["first_ms"],
                     "mean_abs_diff_vs_pyav": float(np.abs(frames[0].astype(np.float32) - ref0).mean())}
     # Which decoder libraries this process mapped: libnvjpeg from the nvjpeg wheel or the CUDA toolkit, NVDEC's
@@ -405,12 +405,12 @@ def video_parity(root: str, codec: str, device: str, overrides: list[str], batch
         diffs = [float((a.clips.float() - b.clips.cpu().roll(1, dims=1).float()).abs().mean()) for a, b in zip(ref, dev)]
         out["rolled_mean_abs_diff"] = float(np.mean(diffs))
     # Raw decoder: scattered, repeated and last frames of one file against PyAV's decode of every frame.
-    from pipelines.pyav_decode import decode_frames
+    from pipelines.pyav_decode import decode_sampled_frames
     suffix = ".mp4" if codec == "h264" else ".webm"
     video = sorted(Path(root, "videos").glob(f"val_*{suffix}"))[0]
     n = 24
     asked = [23, 0, 11, 11, 12, 1, 22, 5]
-    reference = decode_frames(str(video), list(range(n)))
+    reference = decode_sampled_frames(str(video), list(range(n)))
     decoded, _ = dali_decode(str(video), asked, device)
     out["decoder_exactness"] = {"file": video.name, **frame_match(decoded, reference, asked)}
     rolled_apart = out.get("rolled_mean_abs_diff", 0.0) > out["mean_abs_diff"] + 1.0 if out["shapes_equal"] else False

@@ -21,7 +21,6 @@ from model.tsn import (
     average_clips,
     build_tsn,
     param_groups,
-    reset_head,
 )
 
 
@@ -191,14 +190,6 @@ def test_param_groups_without_fc_lr5_and_with_partial_bn():
     assert single["params"] == trainable and single["lr"] == 0.01 and single["weight_decay"] == 5e-4
     grouped = param_groups(model, 0.01, 5e-4, fc_lr5=True)
     assert sum(len(g["params"]) for g in grouped) == len(trainable)
-
-
-def test_reset_head_message_and_init():
-    model = TSN(_cfg(num_classes=400))
-    assert reset_head(model, 101) == "cls_head re-initialised: 400 -> 101 classes"
-    assert model.head.fc.weight.shape == (101, 512) and model.cfg.num_classes == 101
-    assert torch.count_nonzero(model.head.fc.bias) == 0
-    assert model(torch.randn(1, 2, 3, 32, 32)).shape == (1, 101)
 
 
 def test_average_clips_modes():

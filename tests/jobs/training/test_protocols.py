@@ -38,7 +38,6 @@ def test_rgb_protocol_views(recipe, protocol):
     lay = layout(cfg, test)
     views, crops, side = RGB_VIEWS[protocol]
     assert (lay.views, lay.crops, lay.channels, lay.out_w, lay.out_h) == (views, crops, 3, side, side)
-    assert lay.batch_shape(1) == (1, views, 3, side, side)
     s, a = test.sampler, test.augment
     assert (s.clip_len, s.frame_interval, s.test_mode) == (1, 1, True)
     assert (a.resize, a.short_side, a.flip_ratio) == ("short_side", 256, 0.0)
