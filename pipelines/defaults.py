@@ -1,4 +1,5 @@
-"""Loader settings a recipe leaves unset, derived per device in one place (and printed by `tsn profile`).
+"""Loader settings a recipe leaves unset, derived per backend in one place (and printed by `tsn profile`); the
+GPU decoders' settings (`Decoding`) have no default anywhere else.
 
 Each value comes with the reason for it; docs/ARCHITECTURE.md ("GPU defaults") repeats the table.
 
@@ -21,7 +22,17 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from .plan import DEVICES
+from .plan import check_backend
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Decoder settings of the mixed (GPU) backend; the CPU backend ignores them. `loader_settings` fills them."""
+
+    hw_decoder_load: float
+    # libjpeg-turbo (DALI's CPU decoder, OpenCV, PIL) upsamples chroma with the "fancy" triangle filter; nvJPEG's
+    # default is plain replication. True makes GPU and CPU decode the same pixels for model-zoo evaluation.
+    jpeg_fancy_upsampling: bool = True
 
 
 @dataclass(frozen=True)
@@ -33,19 +44,22 @@ class LoaderSettings:
     hw_decoder_load: float
     cores: int                 # CPU cores this rank may use (the machine's, divided among local ranks)
 
+    @property
+    def decoding(self) -> Decoding:
+        return Decoding(hw_decoder_load=self.hw_decoder_load)
+
     def describe(self) -> dict:
         return {"threads": self.threads, "py_workers": self.workers, "prefetch": self.prefetch,
                 "test_batch": self.test_batch, "hw_decoder_load": self.hw_decoder_load, "cores_per_rank": self.cores}
 
 
-def loader_settings(device: str, *, workers: int, threads: int | None = None, prefetch: int | None = None,
+def loader_settings(backend: str, *, workers: int, threads: int | None = None, prefetch: int | None = None,
                     test_batch: int | None = None, hw_decoder_load: float | None = None,
                     local_ranks: int = 1, cpus: int | None = None) -> LoaderSettings:
-    """Explicit values win; None takes the device's default (module docstring)."""
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+    """Explicit values win; None takes the backend's default (module docstring)."""
+    check_backend(backend)
     cores = max(1, (cpus or os.cpu_count() or 1) // max(1, local_ranks))
-    gpu = device == "gpu"
+    gpu = backend == "gpu"
     if threads is None:
         threads = max(8, min(cores, 16)) if gpu else cores
     if prefetch is None:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import torch
 
-from . import host_resample
 from .graph import output_names
 from .readers import BadSample
 from .recovery import recover
@@ -70,7 +69,7 @@ class ClipLoader:
         self.layout = source.layout
         self.num_classes, self.multi_label = num_classes, multi_label
         self.max_bad_fraction = max_bad_fraction
-        self.names = output_names(self.layout, source.plan)
+        self.names = output_names(self.layout, source.variant)
         self._pending = 0            # batches of the current pipeline epoch not yet consumed
         self.short_videos: list[str] = []   # list lines of videos shorter than one clip (padded)
 
@@ -144,28 +143,10 @@ class ClipLoader:
         self.check_bad_samples()
 
     def _assemble(self, named: dict) -> Batch:
-        layout = self.layout
         per_sample_index = _view(named["index"]).reshape(-1)
-        samples_per_video = 1 if self.source.reader.per_video else layout.frames_per_video
-        b = len(per_sample_index) // samples_per_video
+        b = len(per_sample_index) // self.source.reader.kind.samples_per_video(self.layout)
         index = per_sample_index.reshape(b, -1)[:, 0].clone()
-        if self.source.plan.host_resample:
-            return Batch(host_resample.assemble(named, layout, b), self._labels(index), index)
-        views = [named[f"view{c}"] for c in range(layout.crops)]
-        first = _view(views[0])                                   # each (N, H, W, c) or (B, F, H, W, c)
-        h, w = first.shape[-3:-1]
-        # The images of one view are k consecutive samples: k = 2 * clip_len grey flow images (x, y, x, y, ...) or
-        # k = 1 RGB frame. Each crop's (B, views, k, H, W, c) is written once, transposed, into its slot of
-        # (B, crops, views, k, c, H, W) = (B, crops * views, k * c, H, W): crop-major like MMAction2's lists, flow
-        # channels [x_t, y_t, x_t+1, ...]. One copy out of DALI's buffers, no stack / clone.
-        k, vpc = layout.images_per_view, layout.views_per_crop
-        c = layout.channels // k
-        out = torch.empty((b, layout.crops, vpc, k, c, h, w), dtype=first.dtype, device=first.device)
-        for i, view in enumerate(views):
-            src = first if i == 0 else _view(view)
-            out[:, i].copy_(src.reshape(b, vpc, k, h, w, c).permute(0, 1, 2, 5, 3, 4))
-        clips = out.view(b, -1, layout.channels, h, w)
-        return Batch(clips, self._labels(index), index)
+        return Batch(self.source.variant.assemble(named, self.layout, b), self._labels(index), index)
 
     def _labels(self, index: torch.Tensor) -> torch.Tensor:
         records = self.source.records

@@ -15,7 +15,7 @@ def cuda_driver_initialized() -> bool:
     return bool(backend.IsDriverInitialized())
 
 
-def start_method(device: str) -> str:
+def start_method(backend: str) -> str:
     """"spawn" for GPU pipelines (their build initialises CUDA, and later loaders of the same process must not fork)
     or when the driver is already initialised; otherwise "fork"."""
-    return "spawn" if device == "gpu" or cuda_driver_initialized() else "fork"
+    return "spawn" if backend == "gpu" or cuda_driver_initialized() else "fork"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from jobs.profiling.timing import Timing, forever, time_batches
 from jobs.training.config import Config
 from jobs.training.loaders import build_loader, settings
-from pipelines.graph import build_pipeline
+from pipelines.readers import ReaderKind
 
 PER_OP_NOTE = ("DALI 2.4 has no per-operator timing on the CPU backend (executor_statistics() reports memory "
                "only, with exec_dynamic=False): decode/augment shares come from variant graphs timed in this run")
@@ -81,13 +81,11 @@ def time_graph(pipe, per_clip: int, *, warmup: int, batches: int) -> Timing:
 
 
 def _variant(loader, d, device: str, decode_only: bool):
-    """The loader's graph rebuilt with the same settings (decode_only: stopped after the decoder)."""
-    prefetch = d.prefetch_queue_depth
+    """The loader's graph rebuilt by the loader's own builder, so with the same settings and decoder settings
+    (decode_only: stopped after the decoder)."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*are not used.*")
-        return build_pipeline(loader.source, device=device, num_threads=d.num_threads, py_workers=d.py_num_workers,
-                              prefetch=prefetch["cpu_size"] if isinstance(prefetch, dict) else prefetch,
-                              device_id=d.device_id, seed=0, decode_only=decode_only)
+        return loader.build(loader.source, seed=0, decode_only=decode_only)
 
 
 def time_source(source, per_clip: int, *, warmup: int, batches: int) -> Timing:
@@ -99,7 +97,7 @@ def time_source(source, per_clip: int, *, warmup: int, batches: int) -> Timing:
 
 def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: str) -> Timing | None:
     """Full-frame decoding of one batch of the source's JPEGs held in memory; items are images. None if N/A."""
-    if not hasattr(source.reader, "layout"):
+    if source.reader.kind is not ReaderKind.JPEG:
         return None                                  # video files or PyAV frames: no JPEG decoder to bound
     from nvidia.dali import fn, pipeline_def, types
     buffers = list(source(BatchInfo(0, 0))[0])
@@ -117,7 +115,7 @@ def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: s
     return t
 
 
-def breakdown(loader_t: Timing, graph_t: Timing, decode_t: Timing, source_t: Timing, host_resample: bool) -> dict:
+def breakdown(loader_t: Timing, graph_t: Timing, decode_t: Timing, source_t: Timing, host_work: str) -> dict:
     """Shares of the loader's time per clip, clipped to [0, 1] (overlap can make a difference negative).
 
     decode: the decode-only graph; augment: what the rest of the graph adds; host: what the loader adds on top of
@@ -131,8 +129,7 @@ def breakdown(loader_t: Timing, graph_t: Timing, decode_t: Timing, source_t: Tim
              "augment": (per_clip["graph"] - per_clip["decode"]) / total,
              "host": (per_clip["loader"] - per_clip["graph"]) / total,
              "source_one_process": per_clip["source"] / total}
-    host = ("resample integer boxes + flip + copy to torch" if host_resample else "copy to torch")
-    return {"ms_per_clip": {k: 1e3 * v for k, v in per_clip.items()}, "host_work": host,
+    return {"ms_per_clip": {k: 1e3 * v for k, v in per_clip.items()}, "host_work": host_work,
             "share": {k: min(1.0, max(0.0, v)) for k, v in share.items()}, "note": PER_OP_NOTE}
 
 
@@ -172,7 +169,7 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
            "dali": rates(loader_t, frames_per_clip, views_per_clip), "memory_mb": memory(loader)}
     if prepared.variants:
         say(f"[data/{split}] variant graphs: full graph, decode only, source alone, decode ceiling")
-        per_clip = 1 if source.reader.per_video else frames_per_clip
+        per_clip = source.reader.kind.samples_per_video(loader.layout)
         graph_t, decode_t = (time_graph(prepared.variants.pop(name), per_clip, warmup=warmup, batches=batches)
                              for name in ("graph", "decode_only"))
         source_t = time_source(source, per_clip, warmup=min(warmup, 2), batches=max(2, batches // 2))
@@ -180,7 +177,7 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
         out["stages"] = {"graph": rates(graph_t, frames_per_clip, views_per_clip),
                          "decode_only": rates(decode_t, frames_per_clip, views_per_clip),
                          "source_only": rates(source_t, frames_per_clip, views_per_clip)}
-        out["breakdown"] = breakdown(loader_t, graph_t, decode_t, source_t, source.plan.host_resample)
+        out["breakdown"] = breakdown(loader_t, graph_t, decode_t, source_t, source.variant.host_work)
         if ceiling_t is not None:
             images_per_s = ceiling_t.per_second
             out["ceiling"] = {"images_per_s": images_per_s, "clips_per_s": images_per_s / frames_per_clip,

@@ -41,7 +41,8 @@ from pipelines.sharding import epoch_order
 FRAME_DECODERS = ("opencv", "pil")      # first: the headline baseline (what MMAction2 runs)
 VIDEO_DECODERS = ("decord", "pyav")
 TITLES = {"opencv": "OpenCV cv2.imdecode + mmcv-style cv2 resizes", "pil": "PIL decode + one PIL resample",
-          "decord": "decord get_batch + mmcv-style cv2 resizes", "pyav": "PyAV decode_sampled_frames + one PIL resample"}
+          "decord": "decord get_batch + mmcv-style cv2 resizes",
+          "pyav": "PyAV decode_sampled_frames + one PIL resample"}
 
 
 def decoders_for(source: str) -> tuple[str, ...]:

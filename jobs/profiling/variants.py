@@ -76,9 +76,8 @@ def time_loader(cfg: Config, split: str, *, device: str, warmup: int, batches: i
     stream = forever(lambda: loader)
     t = time_batches(stream, warmup=warmup, count=batches, size=lambda b: len(b.index), work=_sync(device))
     stream.close()
-    plan = loader.source.plan
     return {**rates(t, layout.frames_per_video, layout.views), "batch": loader.source.epochs.batch_size,
-            "graph": "host resample" if plan.host_resample else "device (every resample in DALI)"}
+            "graph": loader.source.variant.name}
 
 
 def profile_variants(base: Config, variants: list[tuple[Variant, Config]], *, splits: tuple[str, ...],

@@ -15,7 +15,7 @@ from pipelines.annotations import (
     load_video_list,
 )
 from pipelines.defaults import LoaderSettings, loader_settings
-from pipelines.graph import Decoding, build_pipeline
+from pipelines.graph import build_pipeline
 from pipelines.loader import ClipLoader
 from pipelines.plan import plan_graph
 from pipelines.readers import FrameFolderReader, PyAVReader, VideoFileReader
@@ -155,13 +155,13 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
     if work_dir:
         os.makedirs(work_dir, exist_ok=True)
         bad_log = os.path.join(work_dir, "bad_samples.jsonl")
-    plan = plan_graph(device, jpeg=d.source == "frames", per_video=reader.per_video, flow=flow,
-                      crops=part.augment.num_crops, gpu_graph=gpu_graph, steps=bool(part.steps))
-    source = ClipSource(records, reader, part.sampler, part.augment, epochs, plan, start_index=d.first_index,
+    variant = plan_graph(device, reader=reader.kind, flow=flow, crops=part.augment.num_crops, gpu_graph=gpu_graph,
+                         steps=bool(part.steps))
+    source = ClipSource(records, reader, part.sampler, part.augment, epochs, variant, start_index=d.first_index,
                         flow=flow, on_error=policy, bad_log=bad_log, steps=part.steps)
-    build = functools.partial(build_pipeline, device=device, num_threads=knobs.threads, py_workers=knobs.workers,
+    build = functools.partial(build_pipeline, backend=device, num_threads=knobs.threads, py_workers=knobs.workers,
                               prefetch=knobs.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank,
-                              decoding=Decoding(hw_decoder_load=knobs.hw_decoder_load))
+                              decoding=knobs.decoding)
     pipeline = build(source)
     loader = ClipLoader(source, pipeline, num_classes=cfg.model.num_classes, multi_label=d.multi_class,
                         max_bad_fraction=d.max_bad_fraction if policy == "skip" else 1.0,

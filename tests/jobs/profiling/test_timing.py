@@ -10,6 +10,8 @@ import pytest
 from jobs.profiling import timing
 from jobs.profiling.data import PER_OP_NOTE, breakdown, rates
 from jobs.profiling.timing import Timing, time_batches, time_calls
+from pipelines.variants.device import DeviceResample
+from pipelines.variants.host import HostResample
 
 
 @pytest.fixture
@@ -64,7 +66,8 @@ def timing_of(seconds: float, items: int) -> Timing:
 
 def test_breakdown_shares_by_hand():
     # per clip: loader 0.2 s, full graph 0.15 s, decode-only graph 0.1 s, source alone 0.05 s
-    b = breakdown(timing_of(2.0, 10), timing_of(1.5, 10), timing_of(1.0, 10), timing_of(1.0, 20), host_resample=True)
+    b = breakdown(timing_of(2.0, 10), timing_of(1.5, 10), timing_of(1.0, 10), timing_of(1.0, 20),
+                  HostResample().host_work)
     assert b["ms_per_clip"] == pytest.approx({"loader": 200.0, "graph": 150.0, "decode": 100.0, "source": 50.0})
     # decode 0.1 / 0.2; augment (0.15 - 0.1) / 0.2; host (0.2 - 0.15) / 0.2; source 0.05 / 0.2
     assert b["share"] == pytest.approx({"decode": 0.5, "augment": 0.25, "host": 0.25, "source_one_process": 0.25})
@@ -74,6 +77,7 @@ def test_breakdown_shares_by_hand():
 def test_breakdown_clips_overlap_to_the_unit_interval():
     # a graph timed alone can be slower per clip than the prefetching loader (0.24 vs 0.2 s): host share
     # (0.2 - 0.24) / 0.2 = -0.2 -> 0; a decode-only graph at 0.3 s per clip: 1.5 -> 1; augment (0.24 - 0.3) -> 0
-    b = breakdown(timing_of(2.0, 10), timing_of(2.4, 10), timing_of(3.0, 10), timing_of(1.0, 10), host_resample=False)
+    b = breakdown(timing_of(2.0, 10), timing_of(2.4, 10), timing_of(3.0, 10), timing_of(1.0, 10),
+                  DeviceResample().host_work)
     assert b["share"] == pytest.approx({"decode": 1.0, "augment": 0.0, "host": 0.0, "source_one_process": 0.5})
     assert b["host_work"] == "copy to torch"

@@ -1,0 +1,80 @@
+"""The CPU's variant for frames decoded in Python (PyAV): the DALI Python workers that decoded a video's frames
+also cut its views, in parallel, and ship out_w x out_h views instead of whole frames (2.8 MB per 8-frame 456x256
+clip); the graph passes them through and the loader only copies them into the batch.
+
+Outputs: view{c} (N, out_h, out_w, 3) uint8 per crop, already flipped; index (N,).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from ..readers import ReaderKind
+from . import views
+from .base import Column, Variant
+
+
+def cut_views(frames: list[np.ndarray], views_: list, layout) -> list[list[np.ndarray]]:
+    """The views of one video's decoded frames: per crop, one (out_h, out_w, 3) uint8 array per frame, flipped.
+
+    The same arithmetic as the graph's resample: a plain integer crop is sliced, another integer box is cut and
+    resampled with OpenCV's INTER_LINEAR, a fractional box is resampled straight from source coordinates
+    (cv2.warpAffine with half-pixel centres: src = box_start + (dst + 0.5) * scale - 0.5, edge pixels repeated, as
+    DALI's ROI resize does). Views that share a box (TenCrop's mirrored copies) are resampled once.
+    """
+    w, h = layout.out_w, layout.out_h
+    out = [[] for _ in range(layout.crops)]
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)          # the worker processes are the parallelism
+    try:
+        for frame in frames:
+            for members in layout.groups:
+                view = views_[members[0]]
+                pixels = _cut(frame, view.box, w, h)
+                for c in members:
+                    out[c].append(np.ascontiguousarray(pixels[:, ::-1]) if views_[c].mirror else pixels)
+    finally:
+        cv2.setNumThreads(threads)
+    return out
+
+
+def _cut(frame: np.ndarray, box, w: int, h: int) -> np.ndarray:
+    x1, y1, x2, y2 = box
+    if all(float(v).is_integer() for v in box):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        crop = frame[y1:y2, x1:x2]
+        if crop.shape[:2] == (h, w):
+            return np.ascontiguousarray(crop)
+        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+    sx, sy = (x2 - x1) / w, (y2 - y1) / h
+    m = np.float32([[sx, 0, x1 + 0.5 * sx - 0.5], [0, sy, y1 + 0.5 * sy - 0.5]])
+    return cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
+@dataclass(frozen=True)
+class WorkerViews(Variant):
+    name = "views cut in the workers"
+    host_work = "copy to torch (the workers cut the views)"   # what the loader adds after the graph (tsn profile)
+
+    def columns(self, source) -> list[Column]:
+        return [Column(name, np.uint8) for name in views.view_names(source.layout)] + [Column("index", np.int64)]
+
+    def emit(self, columns: dict, source, index: int, clip, views_: list, drawn: dict):
+        for name, pixels in zip(views.view_names(source.layout), cut_views(clip.data, views_, source.layout)):
+            columns[name] += pixels
+        columns["index"] += [index] * ReaderKind.DECODED.samples_per_video(source.layout)
+
+    def decoded(self, nodes: dict, source, backend: str, decoding):
+        return nodes[views.view_names(source.layout)[0]]      # decoding happened in the workers
+
+    def graph(self, nodes: dict, source, backend: str, decoding) -> dict:
+        return {name: nodes[name] for name in views.view_names(source.layout)}
+
+    def output_names(self, layout) -> tuple[str, ...]:
+        return views.output_names(layout)
+
+    def assemble(self, named: dict, layout, videos: int):
+        return views.assemble(named, layout, videos)
