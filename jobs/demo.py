@@ -23,7 +23,7 @@ from jobs.training.config import load_config
 from jobs.training.fusion import format_table, fuse, read_labels
 from jobs.training.tester import test_checkpoint
 from jobs.training.trainer import train
-from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
 
 STREAMS = (("rgb", "tsn_r18_synthetic_rgb", "rawframes"), ("flow", "tsn_r18_synthetic_flow", "flow"))
 

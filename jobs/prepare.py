@@ -28,7 +28,7 @@ from jobs.training.config import load_config
 from jobs.training.loaders import split_files
 from pipelines.annotations import load_video_list
 from pipelines.geometry import parse_wxh
-from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
 from pipelines.video_index import build_index, index_path_for
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)

@@ -19,7 +19,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
     """A small synthetic dataset (12 classes, 2 train + 1 val videos per class) shared by the whole session."""
-    from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+    from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(root, SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24))
     return root

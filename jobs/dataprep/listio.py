@@ -14,15 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.dataprep.naming import count_flow_frames, count_frames, is_flow_template
-from pipelines import annotations
-from pipelines.annotations import format_rawframe_line, format_video_line
+from pipelines.annotations import AnnotationError, format_rawframe_line, format_video_line
 
 VIDEO_EXTENSIONS = frozenset(
     {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv"})
-
-
-class AnnotationError(annotations.AnnotationError):
-    """A malformed official annotation file; the message starts with `file:line:`."""
 
 
 @dataclass(frozen=True)

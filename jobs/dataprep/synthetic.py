@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from pipelines.geometry import parse_wxh
-from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
 
 # The model zoo's three preprocessings as frame sizes of 16:9 footage (most of Kinetics): the fixed 340x256 resize,
 # short side 320 and short side 256 (widths rounded to even sizes, which the synthetic generator needs).

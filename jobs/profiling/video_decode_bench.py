@@ -22,7 +22,7 @@ every core busy, and which a shared machine's load disturbs far less than wall t
 The files: `make_videos` writes textured, moving content (a panning multi-octave texture, moving discs, sensor noise)
 so the encoder produces realistic sizes, in the layouts the recipes meet: K400-like raw H.264 (x264 medium, long GOP,
 B-frames), the same after `tsn prepare resize` (jobs/dataprep/resize.py: short side 256, GOP 16; with its default
-x264 tune fastdecode and without), and the synthetic dataset's small H.264 files (pipelines/synthetic.py).
+x264 tune fastdecode and without), and the synthetic dataset's small H.264 files (pipelines/synthetic_data.py).
 """
 from __future__ import annotations
 
@@ -128,7 +128,7 @@ def make_videos(root: Path, kind: Kind, count: int) -> list[Path]:
     folder = Path(root) / _slug(kind)
     folder.mkdir(parents=True, exist_ok=True)
     if kind.synthetic:
-        from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+        from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
         if not (folder / "videos").is_dir():
             make_synthetic_dataset(folder, SyntheticSpec(train_per_class=1, val_per_class=0))
         return sorted((folder / "videos").glob("*.mp4"))[:count]

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from jobs.cli import cli
 from jobs.training.evaluation import compute_metrics
 from jobs.training.metrics import softmax
-from pipelines.synthetic import PALETTE
+from pipelines.synthetic_data import PALETTE
 from tests.helpers import colour_checkpoint
 
 RECIPE = "tsn_r18_synthetic_video_rgb"

@@ -15,7 +15,7 @@ from PIL import Image
 
 from jobs.cli import cli
 from pipelines.readers import PyAVReader
-from pipelines.synthetic import PALETTE
+from pipelines.synthetic_data import PALETTE
 from tests.helpers import colour_checkpoint
 
 RECIPE = "tsn_r18_synthetic_video_rgb"

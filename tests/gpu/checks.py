@@ -28,7 +28,7 @@ import numpy as np
 
 
 def _data_spec():
-    from pipelines.synthetic import SyntheticSpec
+    from pipelines.synthetic_data import SyntheticSpec
     return SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24)   # tests/conftest.py's set
 
 
@@ -273,7 +273,7 @@ def make_data(work: str, long_frames: int, long_gop: int, long_codecs: list[str]
               profile_root: str, profile_videos_per_class: int, workers: int) -> dict:
     """The synthetic dataset of tests/conftest.py (12 classes, 2 train + 1 val per class, 24 frames, 80 x 64, JPEG
     frames, flow, H.264 and VP9), the bar-coded long videos, and the profile's cached frames."""
-    from pipelines.synthetic import make_synthetic_dataset
+    from pipelines.synthetic_data import make_synthetic_dataset
     t0 = time.perf_counter()
     root = Path(work) / "synthetic"
     summary = make_synthetic_dataset(root, _data_spec(), workers=workers)
@@ -327,12 +327,12 @@ def compare_batches(ref: list, dev: list) -> dict:
 def flow_flips(batches: list, list_file: str | Path) -> dict:
     """Flipped (x-inverted) flow views in loader batches of the synthetic set, read from the pixels alone.
 
-    Inside the moving disc the synthetic x-flow is quantise(dx) (> 128 for rightward motion, pipelines/synthetic.py)
+    Inside the moving disc the synthetic x-flow is quantise(dx) (> 128 for rightward motion, pipelines/synthetic_data.py)
     and 128 elsewhere; a flip mirrors the image and inverts x (255 - v), so the disc's x values then point against
     the video's true dx. Views of videos moving left or right (|dx| >= 1 px per frame) whose crop holds enough disc
     pixels are counted as flipped or unflipped. clips: (B, V, 2 * clip_len, H, W), channels x_t, y_t, x_t+1, ...
     """
-    from pipelines.synthetic import plan_videos
+    from pipelines.synthetic_data import plan_videos
     truth = {p.vid: p.velocity[0] for p in plan_videos(_data_spec())}
     vids = [line.split()[0] for line in Path(list_file).read_text().splitlines() if line.strip()]
     flipped = unflipped = 0

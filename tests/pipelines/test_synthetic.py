@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.synthetic import (
+from pipelines.synthetic_data import (
     SyntheticSpec,
     class_names,
     make_synthetic_dataset,
