@@ -64,7 +64,8 @@ def profile_command(config, modes, splits, compare, device, warmup, iters, model
                  variants=variants, say=say)
     if synthetic_size:
         report["synthetic"] = {"size": synthetic_size, "videos_per_class": videos_per_class, "repeat": repeat,
-                               "note": "generated frames (pipelines/synthetic_data.py): throughput real, data not"}
+                               "note": "generated frames (pipelines/synthetic_data.py): "
+                                       "throughput is real, data is not"}
     click.echo(format_report(report))
     if out:
         write_json(report, out)
