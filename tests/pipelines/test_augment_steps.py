@@ -24,7 +24,10 @@ import torchvision.transforms.functional as TF
 from jobs.training.config import ConfigError, dump_config, load_config
 from jobs.training.loaders import build_loader
 from pipelines.augment import Step
-from pipelines.plan import GraphPlan, plan_graph
+from pipelines.plan import plan_graph
+from pipelines.readers import ReaderKind
+from pipelines.variants.device import DeviceResample
+from pipelines.variants.host import HostResample
 from tests.helpers import ROOT, synthetic_overrides
 
 RECIPE = "tsn_r18_synthetic_rgb"           # 80 x 64 frames -> 3 segments of one 56 x 56 view
@@ -171,7 +174,7 @@ def test_identity_parameters_give_the_pixels_of_the_recipe_without_steps(synthet
     identity = [{"kind": "color_jitter", "brightness": 0, "contrast": 0, "saturation": 0, "hue": 0},
                 {"kind": "grayscale", "p": 0.0}, {"kind": "random_erasing", "p": 0.0}]
     _, base, loader, batch = pair(synthetic_root, identity)
-    assert loader.source.plan == GraphPlan()
+    assert loader.source.variant == DeviceResample()
     assert torch.equal(batch.clips, base.clips)
 
 
@@ -207,7 +210,7 @@ def test_steps_on_dali_video_decoder_sequences(synthetic_root):
     steps = [{"kind": "color_jitter", **JITTER}, {"kind": "random_erasing", "p": 1.0, "value": 128}]
     _, base, loader, batch = pair(synthetic_root, steps, "val", "data.decoder=dali", recipe="tsn_r18_synthetic_video_rgb",
                                   kind="videos_vp9")
-    assert loader.source.reader.per_video
+    assert loader.source.reader.kind is ReaderKind.VIDEO
     cols = drawn(loader)
     videos = len(batch.index)
     params = [per_video(cols, f"step0_{n}", videos) for n in ("brightness", "contrast", "saturation", "hue_shift")]
@@ -271,10 +274,10 @@ def test_recipe_tables_defaults_and_dump_round_trip(tmp_path):
 
 
 def test_steps_choose_the_device_variant_in_plan_graph():
-    cpu = {"jpeg": True, "per_video": False, "flow": False, "crops": 1}
-    assert plan_graph("cpu", **cpu) == GraphPlan(decode_slice=True, host_resample=True)
-    assert plan_graph("cpu", **cpu, steps=True) == GraphPlan()
-    assert plan_graph("gpu", **cpu, steps=True) == GraphPlan()
+    cpu = {"reader": ReaderKind.JPEG, "flow": False, "crops": 1}
+    assert plan_graph("cpu", **cpu) == HostResample(roi_decode=True)
+    assert plan_graph("cpu", **cpu, steps=True) == DeviceResample()
+    assert plan_graph("gpu", **cpu, steps=True) == DeviceResample()
 
 
 # ------------------------------------------------------------------------------------------- user steps

@@ -23,5 +23,5 @@ def test_prefetch_keeps_every_worker_busy_and_explicit_values_win():
     assert loader_settings("cpu", workers=6, cpus=2).prefetch == 6
     s = loader_settings("gpu", workers=4, threads=3, prefetch=1, test_batch=2, hw_decoder_load=0.5, cpus=16)
     assert (s.threads, s.prefetch, s.test_batch, s.hw_decoder_load) == (3, 1, 2, 0.5)
-    with pytest.raises(ValueError, match="device"):
+    with pytest.raises(ValueError, match="backend"):
         loader_settings("cuda", workers=1)

@@ -11,7 +11,6 @@ import pytest
 
 from jobs.training.config import load_config
 from jobs.training.loaders import build_loader
-from pipelines.graph import build_pipeline
 from pipelines.loader import ClipLoader
 from pipelines.watchdog import LoaderStalled, WorkerDied, worker_processes
 from tests.helpers import synthetic_overrides
@@ -25,15 +24,10 @@ class StallingReader:
 
     inner: object
     stall_path: str
-    per_video = False
 
     @property
-    def layout(self):
-        return self.inner.layout
-
-    @property
-    def gray(self):
-        return self.inner.gray
+    def kind(self):
+        return self.inner.kind
 
     def read(self, record, indices):
         if record.path == self.stall_path:
@@ -69,7 +63,7 @@ def test_stalled_source_times_out_with_what_it_was_loading(synthetic_root):
     # The first video of the second batch stalls; the first batch arrives normally.
     second = source.records[int(source.batch_entries(0, 1)[0])]
     stalled = dataclasses.replace(source, reader=StallingReader(source.reader, second.path))
-    pipe = build_pipeline(stalled, py_workers=1, prefetch=1)
+    pipe = base.build(stalled, py_workers=1, prefetch=1)       # the loader's own builder, other workers
     loader = ClipLoader(stalled, pipe, num_classes=12, batch_timeout=3.0)
     batches = iter(loader)
     next(batches)

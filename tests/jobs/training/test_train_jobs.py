@@ -24,9 +24,9 @@ from jobs.training.weights import build_model
 from pipelines.annotations import VideoRecord
 from pipelines.geometry import Augment
 from pipelines.normalize import Normalize
-from pipelines.plan import GraphPlan
 from pipelines.sampling import Sampler
 from pipelines.source import ClipSource, Epochs, read_bad_log
+from pipelines.variants.device import DeviceResample
 from tests.helpers import ROOT as ROOT
 from tests.helpers import synthetic_overrides
 
@@ -185,7 +185,7 @@ def test_bad_sample_log_survives_a_torn_line_and_a_full_disk(tmp_path, caplog):
         per_video = False
 
     def source(bad_log):
-        return ClipSource([], Reader(), Sampler(), Augment(), Epochs(1, False, False), GraphPlan(), on_error="skip",
+        return ClipSource([], Reader(), Sampler(), Augment(), Epochs(1, False, False), DeviceResample(), on_error="skip",
                           bad_log=str(bad_log))
 
     log = tmp_path / "bad_samples.jsonl"
