@@ -82,7 +82,7 @@ def bind(kind: str, params: dict):
     """The implementation of a step: one of the built-in classes below, or a `UserStep` around an imported function.
 
     Every implementation has `requires_rgb` (bool), `columns(layout) -> {name: dtype}`, `draw(rng, layout) -> {name:
-    array}` (one video's values) and `apply(frames, nodes, device) -> frames`.
+    array}` (one video's values) and `apply(frames, nodes, backend) -> frames`.
     """
     builtin = {"color_jitter": ColorJitter, "grayscale": Grayscale, "random_erasing": RandomErasing}
     if kind in builtin:
@@ -138,9 +138,9 @@ def _jitter_range(name: str, value, base: float, limit: float) -> tuple[float, f
     return lo, hi
 
 
-def _on(node, device: str):
+def _on(node, backend: str):
     """A per-sample parameter column (a CPU node) where arithmetic with the frames can use it."""
-    return node.gpu() if device == "gpu" else node
+    return node.gpu() if backend == "gpu" else node
 
 
 def _to_uint8(x):
@@ -212,23 +212,23 @@ class ColorJitter:
                   "hue_shift": np.int32(int(h * 255))}
         return {name: values[name] for name in self.columns(layout)}
 
-    def apply(self, frames, nodes: dict, device: str):
+    def apply(self, frames, nodes: dict, backend: str):
         from nvidia.dali import fn, types
         x = fn.cast(frames, dtype=types.FLOAT)
         for name in self.order:
             if not self.active(name):
                 continue
             if name == "brightness":
-                x = x * _on(nodes["brightness"], device)
+                x = x * _on(nodes["brightness"], backend)
             elif name == "contrast":
-                c = _on(nodes["contrast"], device)
+                c = _on(nodes["contrast"], backend)
                 mean = fn.reductions.mean(_gray(x), axis_names="HW", keep_dims=True)   # (1, 1, 1) per frame
                 x = c * x + (1.0 - c) * mean
             elif name == "saturation":
-                s = _on(nodes["saturation"], device)
+                s = _on(nodes["saturation"], backend)
                 x = s * x + (1.0 - s) * _gray(x)                                       # (..., 1) broadcast to C
             else:
-                x = _hue_shift(x, _on(nodes["hue_shift"], device), device)
+                x = _hue_shift(x, _on(nodes["hue_shift"], backend), backend)
         return _to_uint8(x)
 
 
@@ -247,7 +247,7 @@ def _channel(x, i: int):
 HSCALE, INV255 = float(np.float32(6.0 / 180.0)), float(np.float32(1.0 / 255.0))
 
 
-def _hue_shift(x, shift, device: str):
+def _hue_shift(x, shift, backend: str):
     """MMAction2 v0.24.1 ColorJitter.adjust_hue as float32 arithmetic: clip + truncate to uint8, OpenCV's uint8
     RGB->HSV, H += shift mod 180, OpenCV's uint8 HSV->RGB; (..., 3) float -> (..., 3) float holding integers.
 
@@ -279,7 +279,7 @@ def _hue_shift(x, shift, device: str):
     h = hue * HSCALE
     sector = dmath.floor(h)
     f = h - sector
-    m = types.Constant(np.array([5.0, 3.0, 1.0], np.float32), device=device) + sector     # (..., 3)
+    m = types.Constant(np.array([5.0, 3.0, 1.0], np.float32), device=backend) + sector     # (..., 3)
     m = m - 6.0 * dmath.floor(m / 6.0)
     w = dmath.clamp(dmath.min(m + f, (4.0 - m) - f), 0.0, 1.0)
     return dmath.floor(((v * INV255) * (1.0 - (sat * INV255) * w)) * 255.0 + 0.5)
@@ -306,7 +306,7 @@ class Grayscale:
     def draw(self, rng: np.random.Generator, layout: ClipLayout) -> dict:
         return {"apply": np.uint8(rng.random() < self.p)}
 
-    def apply(self, frames, nodes: dict, device: str):
+    def apply(self, frames, nodes: dict, backend: str):
         from nvidia.dali import fn, types
         gray = np.array([GRAY_WEIGHTS] * 3, np.float32)
         # Per sample a 3 x 3 colour matrix, the gray rows or the identity (exact on integers: the frame unchanged).
@@ -377,7 +377,7 @@ class RandomErasing:
                     break
         return {"anchor": np.array(box[:2], np.float32), "shape": np.array(box[2:], np.float32)}
 
-    def apply(self, frames, nodes: dict, device: str):
+    def apply(self, frames, nodes: dict, backend: str):
         from nvidia.dali import fn
         # anchor / shape are (y, x) / (h, w) in view pixels, operator arguments (CPU); "HW" covers HWC and FHWC.
         return fn.erase(frames, anchor=nodes["anchor"], shape=nodes["shape"], axis_names="HW",
@@ -390,7 +390,7 @@ class RandomErasing:
 class UserStep:
     """A function of the user's, named "package.module:function" (contract: docs/AUGMENTATIONS.md).
 
-    `function(frames, params, device) -> frames` builds its part of the graph; `params` holds the step's recipe
+    `function(frames, params, backend) -> frames` builds its part of the graph; `params` holds the step's recipe
     values and, if the function has a `draw(rng, params) -> {name: array}` attribute, its per-video values as DALI
     nodes (CPU). draw is called once here, with a throwaway generator, to learn the names, dtypes and shapes.
     """
@@ -444,27 +444,5 @@ class UserStep:
                              "the same names, dtypes and shapes")
         return out
 
-    def apply(self, frames, nodes: dict, device: str):
-        return self.function(frames, {**self.params, **nodes}, device)
-
-
-# ---------------------------------------------------------------------------------------- source and graph
-
-def step_columns(steps: tuple[Step, ...], layout: ClipLayout) -> list[tuple[str, type]]:
-    """(column name, dtype) of every step's per-video values, in step order: `step{i}_{name}`."""
-    return [(f"step{i}_{name}", dtype) for i, step in enumerate(steps)
-            for name, dtype in step.impl.columns(layout).items()]
-
-
-def draw_steps(steps: tuple[Step, ...], rng: np.random.Generator, layout: ClipLayout) -> dict:
-    """One video's values {column name: array}; called after the sampling and geometry draws on the same `rng`."""
-    return {f"step{i}_{name}": value for i, step in enumerate(steps)
-            for name, value in step.impl.draw(rng, layout).items()}
-
-
-def apply_steps(views: list, nodes: dict, steps: tuple[Step, ...], layout: ClipLayout, device: str) -> list:
-    """Each step, in order, on every view node (the same per-video parameters for all of a video's views)."""
-    for i, step in enumerate(steps):
-        params = {name: nodes[f"step{i}_{name}"] for name in step.impl.columns(layout)}
-        views = [step.impl.apply(view, params, device) for view in views]
-    return views
+    def apply(self, frames, nodes: dict, backend: str):
+        return self.function(frames, {**self.params, **nodes}, backend)

@@ -20,13 +20,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .annotations import VideoRecord
-from .augment import Step, draw_steps
+from .augment import Step
 from .geometry import Augment, View, plan_views
 from .layout import ClipLayout
 from .readers import BadSample, Clip
 from .sampling import Sampler, video_rng
 from .sharding import Shard, batches, epoch_order, loadable, shard_videos
 from .variants.base import Column, Variant
+from .variants.steps import draw_steps
 
 MAX_SUBSTITUTES = 20   # skip mode: how many other videos to try in place of a bad one
 

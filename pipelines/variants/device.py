@@ -17,10 +17,10 @@ from dataclasses import dataclass
 import numpy as np
 from nvidia.dali import fn, types
 
-from ..augment import apply_steps, step_columns
 from ..readers import ReaderKind
 from . import boxes, decode, views
 from .base import Column, Variant
+from .steps import apply_steps, step_columns
 
 
 def _invert_x(images, invert, backend: str):

@@ -291,9 +291,9 @@ import numpy as np
 from nvidia.dali import fn, types
 
 
-def negative(frames, params, device):
+def negative(frames, params, backend):
     flag = params["flag"]                      # per sample, drawn below; a CPU node
-    if device == "gpu":
+    if backend == "gpu":
         flag = flag.gpu()
     return fn.cast(flag * (255 - frames) + (1 - flag) * frames, dtype=types.UINT8)
 
@@ -328,10 +328,10 @@ def test_user_step_from_outside_the_package(synthetic_root, user_module):
 def test_user_step_params_clash_and_inconsistent_draws(user_module):
     (user_module / "bad_steps.py").write_text(textwrap.dedent("""\
         import numpy as np
-        def f(frames, params, device):
+        def f(frames, params, backend):
             return frames
         f.draw = lambda rng, params: {"flag": np.uint8(1)}
-        def g(frames, params, device):
+        def g(frames, params, backend):
             return frames
         g.draw = lambda rng, params: {"x": np.zeros(int(rng.integers(1, 3)), np.float32)}
         """))
