@@ -3,7 +3,7 @@
 A file can pass every cheap check and still fail inside a DALI decoder (a JPEG whose entropy-coded body is damaged
 behind valid headers; a video NVDEC rejects). DALI then raises for the whole batch and the pipeline object is no
 longer usable. The loader hands that error here:
-  1. each shard entry of the failed batch is decoded alone by a probe pipeline: the same graph on the same device,
+  1. each shard entry of the failed batch is decoded alone by a probe pipeline: the same graph on the same backend,
      batch of one, its source in this process (no workers), same epoch, so the same frames and the same substitute
      as in the batch;
   2. every video whose probe fails gets `problem` set, so from now on the source skips it exactly as it skips a video
