@@ -19,6 +19,7 @@ from .readers import BadSample
 from .recovery import recover
 from .sharding import loadable
 from .source import ClipSource, read_bad_log
+from .variants.views import torch_view
 from .watchdog import LoaderStalled, WorkerDied, run_guarded
 
 
@@ -51,11 +52,6 @@ def _source_error(err: BaseException) -> BadSample | None:
             return BadSample(text.rsplit(_WORKER_BADSAMPLE, 1)[1].strip())
         err, seen = err.__cause__, seen + 1
     return None
-
-
-def _view(tensor_list) -> torch.Tensor:
-    """A zero-copy torch view of a DALI output; valid until the next run() (DALI reuses its buffers)."""
-    return torch.from_dlpack(tensor_list.as_tensor())
 
 
 class ClipLoader:
@@ -143,7 +139,7 @@ class ClipLoader:
         self.check_bad_samples()
 
     def _assemble(self, named: dict) -> Batch:
-        per_sample_index = _view(named["index"]).reshape(-1)
+        per_sample_index = torch_view(named["index"]).reshape(-1)
         b = len(per_sample_index) // self.source.reader.kind.samples_per_video(self.layout)
         index = per_sample_index.reshape(b, -1)[:, 0].clone()
         return Batch(self.source.variant.assemble(named, self.layout, b), self._labels(index), index)

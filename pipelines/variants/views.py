@@ -15,7 +15,7 @@ def output_names(layout: ClipLayout) -> tuple[str, ...]:
     return view_names(layout) + ("index",)
 
 
-def _view(tensor_list) -> torch.Tensor:
+def torch_view(tensor_list) -> torch.Tensor:
     """A zero-copy torch view of a DALI output; valid until the next run() (DALI reuses its buffers)."""
     return torch.from_dlpack(tensor_list.as_tensor())
 
@@ -30,12 +30,12 @@ def assemble(named: dict, layout: ClipLayout, videos: int) -> torch.Tensor:
     """
     b = videos
     views = [named[name] for name in view_names(layout)]
-    first = _view(views[0])                                   # each (N, H, W, c) or (B, F, H, W, c)
+    first = torch_view(views[0])                                   # each (N, H, W, c) or (B, F, H, W, c)
     h, w = first.shape[-3:-1]
     k, vpc = layout.images_per_view, layout.views_per_crop
     c = layout.channels // k
     out = torch.empty((b, layout.crops, vpc, k, c, h, w), dtype=first.dtype, device=first.device)
     for i, view in enumerate(views):
-        src = first if i == 0 else _view(view)
+        src = first if i == 0 else torch_view(view)
         out[:, i].copy_(src.reshape(b, vpc, k, h, w, c).permute(0, 1, 2, 5, 3, 4))
     return out.view(b, -1, layout.channels, h, w)
