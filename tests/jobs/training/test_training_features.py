@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +24,7 @@ from click.testing import CliRunner
 
 from jobs.cli import cli
 from model.tsn import TSNConfig, build_tsn
-from tests.helpers import synthetic_overrides
+from tests.helpers import ROOT, synthetic_overrides
 
 RECIPE = "tsn_r18_synthetic_rgb"        # lr 0.02 for videos_per_gpu = 16, grad_clip 40, no warm-up
 MMIT = "tsn_r101_1x1x5_50e_mmit_rgb"    # the multi-label recipe: BCE x 160, fc_lr5, per-sample mAP
@@ -187,6 +191,26 @@ def test_auto_scale_lr_is_linear_in_the_global_batch_over_the_recipes_batch(synt
     # ResNet convolutions have no bias: those two groups are empty, and left out
     assert set(groups) == set(FC_LR5) - {"first_conv_bias", "normal_bias"}
     assert groups == pytest.approx({name: lr * FC_LR5[name] for name in groups}, rel=1e-9)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_auto_scale_lr_counts_every_rank_of_a_ddp_run(synthetic_root, tmp_path):
+    """2 processes (torchrun, gloo) x 2 videos: a global batch of 4, so the same lr 0.02 x 4 / 128 as above."""
+    with socket.socket() as s:                          # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    work = tmp_path / "work"
+    overrides = synthetic_overrides(synthetic_root) + SMALL + ["data.videos_per_gpu=2", "optim.epochs=1"]
+    run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}",
+                          "-m", "jobs.cli", "train", RECIPE, "--work-dir", str(work), "--device", "cpu",
+                          "--auto-scale-lr", "--no-validate", "--cfg-options", *overrides],
+                         cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "world size 2" in run.stdout
+    lrs = [e["lr"] for e in train_entries(work)]
+    assert lrs == pytest.approx([0.02 * (2 * 2) / (8 * 16)] * (TRAIN_VIDEOS // 4), rel=1e-9)
 
 
 # ------------------------------------------------------------------------------- --load-from with a new head
