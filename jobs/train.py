@@ -19,7 +19,7 @@ from jobs.training.trainer import train
 @click.option("--resume", help="'auto' (latest in the work dir) or a checkpoint path: continue exactly.")
 @click.option("--load-from", help="Weights to start from (ours or MMAction2's), epoch 0.")
 @click.option("--amp/--no-amp", default=None, help="Mixed precision (default: the recipe's runtime.amp).")
-@click.option("--auto-scale-lr", is_flag=True, help="Scale lr linearly from the recipe's 8 x videos_per_gpu batch.")
+@click.option("--auto-scale-lr", is_flag=True, help="Scale lr linearly from the recipe's own 8 x videos_per_gpu batch.")
 @click.option("--no-validate", is_flag=True, help="Skip validation during training.")
 @click.option("--validate", "legacy_validate", is_flag=True, hidden=True, help="Accepted for MMAction2 0.x habits.")
 @click.option("--seed", type=int, help="Override runtime.seed.")
@@ -33,9 +33,11 @@ def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_va
     overrides = list(cfg_options) + ([f"runtime.seed={seed}"] if seed is not None else []) \
         + ([f"runtime.amp={str(amp).lower()}"] if amp is not None else [])
     cfg = load_config(config, overrides)
+    # The recipe's lr is for 8 x ITS videos_per_gpu: a --cfg-options change of the batch is what gets scaled for.
+    recipe_vpg = load_config(config).data.videos_per_gpu if auto_scale_lr else None
     train(cfg, work_dir or f"work_dirs/{cfg.name}", resume=resume, load_from=load_from,
         validate_every=not no_validate, deterministic=deterministic, device=device,
-        auto_scale_lr=auto_scale_lr, tensorboard=tensorboard)
+        auto_scale_lr=auto_scale_lr, tensorboard=tensorboard, recipe_videos_per_gpu=recipe_vpg)
 
 
 if __name__ == "__main__":

@@ -47,29 +47,37 @@ def set_rng_state(state: dict):
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def scaled_lr(cfg: Config, dist: Dist, auto_scale: bool, log: Logger) -> float:
+def scaled_lr(cfg: Config, dist: Dist, auto_scale: bool, log: Logger, recipe_videos_per_gpu: int | None = None) \
+        -> float:
+    """The lr to train with: with `auto_scale`, linear in the global batch over the recipe's, 8 GPUs x the recipe's own
+    videos_per_gpu (what its lr was tuned for, before any --cfg-options change of the batch; mmengine
+    `Runner.scale_lr`: lr x world_size x batch_size / base_batch_size)."""
     effective = dist.world_size * cfg.data.videos_per_gpu
-    base = BASE_GPUS * cfg.data.videos_per_gpu
+    base = BASE_GPUS * (recipe_videos_per_gpu or cfg.data.videos_per_gpu)
     lr = cfg.optim.lr * effective / base if auto_scale else cfg.optim.lr
     log.info(f"global batch {effective} videos ({dist.world_size} x {cfg.data.videos_per_gpu}); recipe lr "
              f"{cfg.optim.lr:g} is for {base}; using lr {lr:g}" + (" (linear scaling)" if auto_scale else ""))
     return lr
 
 
-def validate(model, loader, cfg: Config, dist: Dist, amp, log: Logger, epoch: int) -> dict:
+def validate(model, loader, cfg: Config, dist: Dist, amp, log: Logger, epoch: int, step: int) -> dict:
+    """Evaluate with the val protocol; the metrics go to the logs (TensorBoard at global iteration `step`)."""
     scores, index = evaluate(model, loader, cfg.normalize, dist.device, amp, dist, cfg.runtime.max_views_per_forward)
     labels = [loader.source.records[i].labels for i in index]
     metrics = compute_metrics(scores, labels, cfg.runtime.metrics, cfg.model.num_classes)
     log.info(f"Epoch(val) [{epoch + 1}] (training-time val protocol, {len(index)} videos) "
              + " ".join(f"{k}: {v:.4f}" for k, v in metrics.items()))
-    log.record({"mode": "val", "epoch": epoch + 1, **metrics})
+    log.record({"mode": "val", "epoch": epoch + 1, **metrics}, step=step)
     return metrics
 
 
 def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str | None = None,
         validate_every: bool = True, deterministic: bool = False, device: str | None = None,
-        auto_scale_lr: bool = False, tensorboard: bool = False) -> dict:
+        auto_scale_lr: bool = False, tensorboard: bool = False, recipe_videos_per_gpu: int | None = None) -> dict:
     """Train `cfg`; returns the last validation metrics (empty without validation).
+
+    recipe_videos_per_gpu: the recipe's videos_per_gpu as written, before overrides (None: cfg's); --auto-scale-lr
+    scales from 8 x that batch.
 
     Under DDP an error on one rank ends that process promptly (distributed.exit_on_error), naming the rank.
     """
@@ -77,14 +85,15 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
     log = Logger(work_dir, enabled=dist.is_main, tensorboard=tensorboard)
     with exit_on_error(dist, cleanup=log.close):
         final = _train(cfg, work_dir, dist, log, resume=resume, load_from=load_from, validate_every=validate_every,
-                       deterministic=deterministic, auto_scale_lr=auto_scale_lr)
+                       deterministic=deterministic, auto_scale_lr=auto_scale_lr,
+                       recipe_videos_per_gpu=recipe_videos_per_gpu)
     log.close()
     shutdown(dist)
     return final
 
 
 def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str | None, load_from: str | None,
-           validate_every: bool, deterministic: bool, auto_scale_lr: bool) -> dict:
+           validate_every: bool, deterministic: bool, auto_scale_lr: bool, recipe_videos_per_gpu: int | None) -> dict:
     seed_everything(cfg.runtime.seed, deterministic)
     if dist.is_main:
         dump_config(cfg, Path(work_dir) / "config.json")
@@ -110,7 +119,7 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
     model = build_model(cfg.model, initial, log.info).to(dist.device)
     if cfg.model.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    lr = scaled_lr(cfg, dist, auto_scale_lr, log)
+    lr = scaled_lr(cfg, dist, auto_scale_lr, log, recipe_videos_per_gpu)
     o = cfg.optim
     optimizer = build_sgd(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
                           weight_decay=o.weight_decay)
@@ -139,7 +148,7 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
         last = epoch + 1 == o.epochs
         metrics = {}
         if validate_every and ((epoch + 1) % cfg.runtime.eval_interval == 0 or last):
-            metrics = final = validate(trainer.model, val_loader, cfg, dist, amp, log, epoch)
+            metrics = final = validate(trainer.model, val_loader, cfg, dist, amp, log, epoch, iteration)
         improved = bool(metrics) and headline(metrics) > best
         best = headline(metrics) if improved else best
         save_epoch = (epoch + 1) % cfg.runtime.checkpoint_interval == 0 or last
