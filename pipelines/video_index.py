@@ -233,13 +233,14 @@ def _probe_all(paths: list[str], workers: int, progress: bool, timeout_s, sink) 
             pool.shutdown(cancel_futures=True)
 
 
-def build_index(paths: list[str], cache_path: str, *, workers: int = 2, progress: bool = True,
+def build_index(paths: list[str], cache_path: str | None, *, workers: int = 2, progress: bool = True,
                 timeout_s: float | None = 120.0) -> dict[str, VideoInfo]:
     """path -> VideoInfo for every path. Entries in `cache_path` whose (size_bytes, mtime_ns) match
     the file on disk are reused; new or changed files are probed in `workers` processes and
     appended to the cache as they finish (an interrupted run resumes); missing files are reported
-    as "missing" without probing. At the end the cache is rewritten, compacted, atomically."""
-    cached = load_index(cache_path)
+    as "missing" without probing. At the end the cache is rewritten, compacted, atomically.
+    cache_path None: probe every file, cache nothing (one video given to `tsn predict`)."""
+    cached = load_index(cache_path) if cache_path else {}
     result: dict[str, VideoInfo] = {}
     todo: list[str] = []
     for p in dict.fromkeys(str(p) for p in paths):
@@ -253,15 +254,18 @@ def build_index(paths: list[str], cache_path: str, *, workers: int = 2, progress
             result[p] = hit
         else:
             todo.append(p)
-    if todo:
+    if todo and not cache_path:
+        _probe_all(todo, workers, progress, timeout_s, lambda info: result.__setitem__(info.path, info))
+    elif todo:
         os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
         with open(cache_path, "a", encoding="utf-8") as fh:
             def sink(info: VideoInfo) -> None:
                 result[info.path] = info
                 fh.write(_line(info))
             _probe_all(todo, workers, progress, timeout_s, sink)
-    tmp = f"{cache_path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(_line(result[p]) for p in result if result[p].status != "missing")
-    os.replace(tmp, cache_path)
+    if cache_path:
+        tmp = f"{cache_path}.tmp{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            fh.writelines(_line(result[p]) for p in result if result[p].status != "missing")
+        os.replace(tmp, cache_path)
     return {str(p): result[str(p)] for p in paths}

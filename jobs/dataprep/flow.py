@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from jobs.dataprep.frames import fresh_temp_dir, publish_dir, save_jpeg
-from jobs.dataprep.naming import frame_name, frame_regex, is_flow_template, list_frames
 from jobs.dataprep.runner import Failure, Task
 from jobs.dataprep.videoio import Resize, decode_frames, plan_tasks
+from jobs.media.naming import frame_name, frame_regex, is_flow_template, list_frames
 
 ALGORITHMS = ("tvl1", "farneback")
 # The usual OpenCV-tutorial settings; only a preview, so they are not tuned.

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.dataprep.naming import frame_name, is_flow_template
 from jobs.dataprep.runner import Task
 from jobs.dataprep.videoio import Resize, decode_frames, temp_path
+from jobs.media.naming import frame_name, is_flow_template
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from jobs.training.config import Config
-from jobs.training.loaders import batch_size, load_records
+from jobs.recipes.config import Config
+from jobs.recipes.loaders import batch_size, load_records
 from pipelines.annotations import FrameLayout, VideoRecord
 from pipelines.geometry import Augment, View, plan_views, rescale_size
 from pipelines.loader import Batch
@@ -258,7 +258,7 @@ def build_reference_loader(cfg: Config, split: str, *, workers: int, prefetch_fa
                          part.sampler, part.augment, cfg.data.first_index, cfg.runtime.seed)
     records = load_records(cfg, split)
     if cfg.data.source == "video":
-        from jobs.training.loaders import index_videos, split_files
+        from jobs.recipes.loaders import index_videos, split_files
         records, _ = index_videos(records, split_files(cfg, split)[0], strict=True, workers=workers)
     sampler = EpochBatches(len(records), batch or batch_size(cfg, split), shuffle=split == "train",
                            seed=cfg.runtime.seed)

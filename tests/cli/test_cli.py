@@ -12,8 +12,8 @@ import torch
 from click.testing import CliRunner
 
 from jobs.cli import cli
-from jobs.training import tester
-from jobs.training.config import load_config
+from jobs.evaluation import tester
+from jobs.recipes.config import load_config
 from tests.helpers import ROOT as ROOT
 from tests.helpers import synthetic_overrides
 

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from jobs.console import errors
-from jobs.training.checkpoint import write_checkpoint
-from jobs.training.config import config_dict, load_config
-from jobs.training.weights import build_model
+from jobs.recipes.config import config_dict, load_config
+from jobs.runtime.checkpoint import write_checkpoint
+from jobs.runtime.weights import build_model
 from tests.helpers import ROOT, synthetic_overrides
 
 RECIPE = "tsn_r18_synthetic_rgb"
@@ -318,7 +318,7 @@ def test_debug_flag_and_env_show_the_traceback(tmp_path):
     for result in (tsn("--debug", "train", bad), tsn("train", bad, env={errors.DEBUG_ENV: "1"})):
         assert result.returncode == 1
         assert "Traceback (most recent call last)" in result.stderr
-        assert "jobs.training.config.ConfigError: " in result.stderr and "model.foo: unknown key" in result.stderr
+        assert "jobs.recipes.config.ConfigError: " in result.stderr and "model.foo: unknown key" in result.stderr
 
 
 def test_scripts_report_errors_the_same_way(tmp_path):

@@ -11,8 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import cli
-from jobs.training.evaluation import compute_metrics
-from jobs.training.metrics import softmax
+from jobs.evaluation.metrics import compute_metrics, softmax
 from pipelines.synthetic import PALETTE
 from tests.helpers import colour_checkpoint
 

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import cli
-from jobs.training.config import load_config, shipped_configs
+from jobs.recipes.config import load_config, shipped_configs
 from tests.helpers import ROOT
 
 README = ROOT / "README.md"

@@ -14,13 +14,12 @@ from jobs.cli import cli
 from jobs.dataprep.activitynet import clip_bounds
 from jobs.dataprep.filelist import build_filelists
 from jobs.dataprep.listio import AnnotationError
-from jobs.dataprep.naming import (
-    count_flow_frames,
+from jobs.dataprep.sthv import flip_pairs, mirrored_name
+from jobs.media.naming import (
     count_frames,
     frame_index,
     frame_name,
 )
-from jobs.dataprep.sthv import flip_pairs, mirrored_name
 
 
 def write(path: Path, text: str) -> Path:
@@ -60,10 +59,10 @@ def test_frame_templates_name_and_count(tmp_path):
     (tmp_path / "v" / "img_00006.png").touch()  # other extension: not a frame of this template
     (tmp_path / "v" / "img_100000.jpg").touch()  # past 5 digits still counts (long videos)
     assert count_frames(tmp_path / "v", "img_{:05}.jpg") == 6
-    assert count_flow_frames(tmp_path / "v", "{}_{:05d}.jpg") == 4
+    assert count_frames(tmp_path / "v", "{}_{:05d}.jpg") == 4
     (tmp_path / "v" / "y_00005.jpg").touch()
     with pytest.raises(ValueError, match="x-flow"):
-        count_flow_frames(tmp_path / "v", "{}_{:05d}.jpg")
+        count_frames(tmp_path / "v", "{}_{:05d}.jpg")
 
 
 # --- UCF-101 ----------------------------------------------------------------------------------
