@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import statistics
 import time
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from pipelines.sampling import Sampler, video_rng
+from pipelines.spawn import spawn_pool
 
 if TYPE_CHECKING:
     from pipelines.pyav_decode import DecodeOptions
@@ -224,7 +224,7 @@ def time_run(decoder, clips: list[Clip], pool) -> tuple[float, float]:
     """(clips/s, CPU ms per clip) of one pass over `clips` (spread over the pool's processes, or in this one)."""
     jobs = [(decoder, c) for c in clips]
     start = time.perf_counter()
-    cpu = list(map(_run_clip, jobs)) if pool is None else pool.map(_run_clip, jobs, chunksize=1)
+    cpu = list(map(_run_clip, jobs)) if pool is None else list(pool.map(_run_clip, jobs, chunksize=1))
     return len(clips) / (time.perf_counter() - start), 1e3 * sum(cpu) / len(clips)
 
 
@@ -277,8 +277,7 @@ def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: i
     """One row per (kind, protocol)."""
     decoders = [Decord(), Ours(), *variants]
     rows = []
-    ctx = multiprocessing.get_context("spawn")      # no inherited decoder threads or DALI state
-    with ctx.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    with spawn_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for kind in kinds:
             say(f"[video-decode] files: {kind.name}")
             paths = make_videos(root, kind, files)
