@@ -15,7 +15,7 @@ from jobs.runtime.weights import load_for_eval
 from pipelines.errors import UserError
 
 
-class Incomplete(UserError):
+class Incomplete(UserError, RuntimeError):
     """Fewer videos evaluated than the list holds: no headline number."""
 
 
