@@ -19,7 +19,7 @@ from jobs.console.options import cfg_options
 from jobs.dataprep import filelist as filelist_mod
 from jobs.dataprep import flow as flow_mod
 from jobs.dataprep.frames import FrameOptions, extract_frames
-from jobs.dataprep.listio import AnnotationError
+from jobs.dataprep.listio import OfficialAnnotationError
 from jobs.dataprep.resize import EncodeOptions, resize_video
 from jobs.dataprep.runner import default_workers, run_tasks
 from jobs.dataprep.videoio import Resize, plan_tasks
@@ -90,7 +90,7 @@ def filelist(dataset, ann_dir, root, train_root, val_root, test_root, out_dir, f
     try:
         summary = filelist_mod.build_filelists(dataset, ann_dir, out_dir, roots=roots, fmt=fmt,
                                                modality=modality, template=template)
-    except (AnnotationError, FileNotFoundError, ValueError) as err:
+    except (OfficialAnnotationError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     for result in summary.lists:
         missing = f", {result.missing} missing -> {result.path.stem}_missing.txt" if result.missing else ""

@@ -19,7 +19,7 @@ from pipelines import annotations
 from pipelines.annotations import format_rawframe_line, format_video_line
 
 
-class AnnotationError(annotations.AnnotationError):
+class OfficialAnnotationError(annotations.AnnotationError):
     """A malformed official annotation file; the message starts with `file:line:`."""
 
 
@@ -163,6 +163,6 @@ def numbered_lines(path: Path):
         try:
             line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError:
-            raise AnnotationError(f"{path}:{lineno}: not UTF-8 text") from None
+            raise OfficialAnnotationError(f"{path}:{lineno}: not UTF-8 text") from None
         if line.strip():
             yield lineno, line.strip()

@@ -61,7 +61,7 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.part")
 
 
-def decode_frames(path: Path, resize: Resize = Resize(), fmt: str = "rgb24",
+def video_frames(path: Path, resize: Resize = Resize(), fmt: str = "rgb24",
                   interpolation: str = "BILINEAR") -> Iterator:
     """Decoded frames of the first video stream as av.VideoFrame in `fmt`, resized; raises on undecodable input.
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from jobs.cli import cli
 from jobs.dataprep.activitynet import clip_bounds
 from jobs.dataprep.filelist import build_filelists
-from jobs.dataprep.listio import AnnotationError
+from jobs.dataprep.listio import OfficialAnnotationError
 from jobs.dataprep.sthv import flip_pairs, mirrored_name
 from jobs.media.naming import (
     count_frames,
@@ -132,7 +132,7 @@ def test_ucf101_flow_videos_and_flat_layouts(ucf, tmp_path):
 def test_ucf101_bad_line_names_file_and_line(ucf, tmp_path):
     ann, root = ucf
     write(ann / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\nArchery/v_Archery_g08_c01.avi 3\r\n")
-    with pytest.raises(AnnotationError, match=r"trainlist01.txt:2:"):
+    with pytest.raises(OfficialAnnotationError, match=r"trainlist01.txt:2:"):
         build_filelists("ucf101", ann, tmp_path / "o", roots={"train": root})
 
 
@@ -211,7 +211,7 @@ def test_sthv1_rawframes_and_flip_map(tmp_path):
     assert lines(out / "classes.txt") == STH_CLASSES
     assert lines(out / "flip_label_map.txt") == ["1 2", "2 1", "3 4", "4 3"]
     write(ann / "something-something-v1-validation.csv", "3;Juggling something\n")
-    with pytest.raises(AnnotationError, match="validation.csv:1:"):
+    with pytest.raises(OfficialAnnotationError, match="validation.csv:1:"):
         build_filelists("sthv1", ann, out, roots={"train": root})
 
 
@@ -271,7 +271,7 @@ def test_mmit_multi_label_lines(tmp_path):
     assert lines(out / "mmit_train_list_rawframes.txt") == ["v1 4 0 2", "v2 2 1"]
     assert lines(out / "mmit_val_list_rawframes.txt") == ["v3 3 2 0 1"]
     write(ann / "validationSet.csv", "cooking/v3.mp4,7\n")
-    with pytest.raises(AnnotationError, match="validationSet.csv:1:"):
+    with pytest.raises(OfficialAnnotationError, match="validationSet.csv:1:"):
         build_filelists("mmit", ann, out, roots={"val": root})
 
 
