@@ -12,10 +12,8 @@ import click
 
 from jobs.console.errors import run
 from jobs.console.options import device_option
-from jobs.dataprep.synthetic import ensure_dataset, overrides, parse_size
 from jobs.profiling.data_benchmark import AUGMENTS, SIZES, SMOKE_NOTE, Small, first_videos, format_grid, run_cell
 from jobs.profiling.video_decode_bench import KINDS, format_rows, parse_variant, run_bench
-from jobs.training.distributed import dali_device, pick_device
 
 
 @click.group("bench")
@@ -42,6 +40,8 @@ def bench():
 def data_benchmark(sizes, augments, epochs, videos_per_class, val_per_class, test_videos, arch, batch,
                    throughput_batches, device, data_root, work_dir, out):
     """Run the Kinetics-400 Data Benchmark grid on synthetic frames of each preprocessing's size."""
+    from jobs.dataprep.synthetic import ensure_dataset, overrides, parse_size
+    from jobs.runtime.devices import dali_device, pick_device
     say = lambda msg: click.echo(msg, err=True)
     small = Small(epochs=epochs, arch=arch, batch=batch, throughput_batches=throughput_batches)
     device = dali_device(pick_device(device))[0]      # the DALI device: cpu | gpu

@@ -2,8 +2,13 @@
 
 Expected errors print one line, `tsn <job>: error: <message>`, and exit 1 (jobs/console/errors.py); `tsn --debug`
 or TSN_DEBUG=1 shows their traceback.
+
+Commands load lazily: the group knows each one by its module (COMMANDS) and imports it when it is run or its help is
+shown, and a command module imports its heavy libraries (torch, DALI, OpenCV, PyAV) only inside the command. So
+`tsn --help`, `tsn configs` and `tsn <command> --help` start without them (tests/cli/test_startup.py).
 """
 import sys
+from importlib import import_module
 from pathlib import Path
 
 if __name__ == "__main__":  # python jobs/cli.py: the repo root, not jobs/, goes first on sys.path
@@ -11,32 +16,44 @@ if __name__ == "__main__":  # python jobs/cli.py: the repo root, not jobs/, goes
 
 import click
 
-from jobs.bench import bench
-from jobs.configs import configs_command
 from jobs.console.errors import DEBUG_ENV, Group, enable_debug
-from jobs.convert import convert
-from jobs.demo import demo_command
-from jobs.export import export_command
-from jobs.fuse import fuse_command
-from jobs.plot import plot_command
-from jobs.predict import predict_command
-from jobs.prepare import prepare
-from jobs.profile import profile_command
-from jobs.test import test_command
-from jobs.train import train_command
+
+# command name -> (module, click object), in the order `tsn --help` lists them.
+COMMANDS = {
+    "train": ("jobs.train", "train_command"),
+    "test": ("jobs.test", "test_command"),
+    "fuse": ("jobs.fuse", "fuse_command"),
+    "predict": ("jobs.predict", "predict_command"),
+    "demo": ("jobs.demo", "demo_command"),
+    "prepare": ("jobs.prepare", "prepare"),
+    "convert": ("jobs.convert", "convert"),
+    "profile": ("jobs.profile", "profile_command"),
+    "bench": ("jobs.bench", "bench"),
+    "configs": ("jobs.configs", "configs_command"),
+    "export": ("jobs.export", "export_command"),
+    "plot": ("jobs.plot", "plot_command"),
+}
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+class LazyGroup(Group):
+    """A group whose subcommands are imported by name when needed, not when the group is built."""
+
+    def list_commands(self, ctx):
+        return list(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name]
+        return getattr(import_module(module), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help=f"Show the traceback of expected errors too (or set {DEBUG_ENV}=1).")
 def cli(debug):
     """TSN (Temporal Segment Networks) on NVIDIA DALI: train, test, fuse, predict, prepare, profile, export, plot."""
     if debug:
         enable_debug()
-
-
-for command in (train_command, test_command, fuse_command, predict_command, demo_command, prepare, convert,
-                profile_command, bench, configs_command, export_command, plot_command):
-    cli.add_command(command)
 
 
 if __name__ == "__main__":

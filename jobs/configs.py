@@ -11,7 +11,7 @@ import click
 
 from jobs.console.errors import run
 from jobs.console.options import cfg_options
-from jobs.training.config import config_dict, load_config, shipped_configs
+from jobs.recipes.config import config_dict, load_config, shipped_configs
 
 
 @click.command("configs")

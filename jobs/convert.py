@@ -12,8 +12,6 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 import click
 
 from jobs.console.errors import run
-from jobs.training.checkpoint import read_checkpoint, write_checkpoint
-from model.mmaction2 import convert_checkpoint
 
 
 @click.group("convert")
@@ -28,6 +26,8 @@ def convert():
               help="Allow full unpickling (needed when the file's meta holds arbitrary objects); trusted files only.")
 def mmaction2_command(src, dst, trusted):
     """Convert an MMAction2 0.x/1.x TSN checkpoint (`backbone.*`, `cls_head.fc_cls.*`) to ours."""
+    from jobs.runtime.checkpoint import read_checkpoint, write_checkpoint
+    from model.mmaction2 import convert_checkpoint
     # weights_only unless --trusted: an MMAction2 file may come from anywhere, and unpickling can run code.
     source = read_checkpoint(src, weights_only=not trusted)
     try:

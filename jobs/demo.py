@@ -16,19 +16,19 @@ import click
 
 from jobs.console.errors import run as run_command
 from jobs.console.options import cfg_options, device_option
-from jobs.dataprep.synthetic import data_overrides
-from jobs.reporting import ReportError, plot_curves, read_run, write_fusion
-from jobs.training import checkpoint as ckpt
-from jobs.training.config import load_config
-from jobs.training.fusion import format_table, fuse, read_labels
-from jobs.training.tester import test_checkpoint
-from jobs.training.trainer import train
-from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
 
 STREAMS = (("rgb", "tsn_r18_synthetic_rgb", "rawframes"), ("flow", "tsn_r18_synthetic_flow", "flow"))
 
 
 def run(data: Path, work_dir: Path, extra: tuple[str, ...] = (), device: str | None = "cpu") -> list[dict]:
+    from jobs.dataprep.synthetic import data_overrides
+    from jobs.evaluation.fusion import format_table, fuse, read_labels
+    from jobs.evaluation.tester import test_checkpoint
+    from jobs.recipes.config import load_config
+    from jobs.reporting import ReportError, plot_curves, read_run, write_fusion
+    from jobs.runtime import checkpoint as ckpt
+    from jobs.training.trainer import train
+    from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
     start = time.perf_counter()
     if not (data / "classes.txt").is_file():
         click.echo(f"generating the synthetic dataset in {data} ...")

@@ -14,20 +14,7 @@ import click
 
 from jobs.console.errors import run
 from jobs.console.options import cfg_options
-from jobs.exporting import (
-    DEFAULT_RTOL,
-    FORMATS,
-    INPUTS,
-    ExportError,
-    export_model,
-    load_tsn,
-    read_spec,
-    real_clips,
-    spec_for,
-    verify,
-    wrap,
-)
-from jobs.exporting.spec import parse_size
+from jobs.exporting.spec import DEFAULT_RTOL, FORMATS, INPUTS, ExportError, parse_size, spec_for
 
 
 @click.command("export")
@@ -51,6 +38,9 @@ from jobs.exporting.spec import parse_size
 def export_command(paths, fmt, out, views, batch, size, dynamic_batch, input_kind, do_verify, check_only, rtol,
                    cfg_options):
     """Export CKPT (trained with CONFIG) as ONNX or TorchScript, optionally verified against PyTorch eager."""
+    from jobs.exporting.formats import export_model, read_spec
+    from jobs.exporting.verify import real_clips, verify
+    from jobs.exporting.wrapper import load_tsn, wrap
     if len(paths) > 2:
         raise click.UsageError(f"expected [CONFIG] CKPT, got {len(paths)} arguments")
     config, checkpoint = (None, paths[0]) if len(paths) == 1 else paths

@@ -17,7 +17,6 @@ import json
 import click
 
 from jobs.console.errors import run
-from jobs.training.fusion import format_table, fuse, read_labels
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,11 +34,15 @@ def _parser() -> argparse.ArgumentParser:
 @click.argument("args", nargs=-1, type=click.UNPROCESSED)
 def fuse_command(args):
     """Late fusion of per-video scores from several streams (RGB + flow); see `tsn fuse --help`."""
+    from jobs.evaluation.fusion import FusionError, format_table, fuse, read_labels
     ns = _parser().parse_args(list(args))     # argparse: `--coefficients 1 1.5` takes several values
     coefficients = ns.coefficients or [1.0] * len(ns.scores)
     if len(coefficients) != len(ns.scores):
         raise click.ClickException(f"{len(ns.scores)} score files but {len(coefficients)} coefficients")
-    rows = fuse(ns.scores, coefficients, read_labels(ns.labels), ns.apply_softmax)
+    try:
+        rows = fuse(ns.scores, coefficients, read_labels(ns.labels), ns.apply_softmax)
+    except FusionError as err:
+        raise click.ClickException(str(err)) from None
     click.echo(format_table(rows))
     if ns.out:
         Path(ns.out).write_text(json.dumps(rows, indent=2) + "\n")

@@ -17,8 +17,6 @@ import click
 
 from jobs.console.errors import run
 from jobs.console.options import cfg_options, config_and_checkpoint, device_option
-from jobs.training import inference
-from jobs.training.prediction import predict
 
 
 @click.command("predict")
@@ -41,18 +39,23 @@ def predict_command(words, label_map, topk, as_json, window, stride, out, plot, 
     videos / frame folders, or an annotation list (.txt, labels give metrics), predicted in batches. Without CONFIG
     the config stored in the checkpoint is used.
     """
+    from jobs.evaluation import inference
+    from pipelines.annotations import load_class_names
     cfg, checkpoint, rest = config_and_checkpoint(words, cfg_options)
     if len(rest) != 1:
         raise click.UsageError("expected [CONFIG] CHECKPOINT INPUT")
     input_path = rest[0]
-    names = inference.label_names(label_map) or list(checkpoint.classes or ())
+    names = list(load_class_names(label_map, cfg.model.num_classes) if label_map else checkpoint.classes or ())
     if window is not None or stride is not None or plot:
         return _timeline(cfg, checkpoint, input_path, window, stride, out, plot, topk, names, device)
     if inference.is_many(input_path, cfg):
         return _many(cfg, checkpoint, input_path, prefix, out, topk, names, device)
     if out or prefix:
         raise click.UsageError("--out and --prefix are for --window, a folder or an annotation list")
-    rows = predict(cfg, checkpoint, input_path, topk=topk, label_map=label_map, device=device)
+    try:
+        rows = inference.predict_one(cfg, checkpoint, input_path, topk=topk, names=names, device=device)
+    except inference.PredictError as err:
+        raise click.ClickException(str(err)) from None
     if as_json:
         click.echo(json.dumps({"input": input_path, "topk": rows}, indent=2))
     else:
@@ -61,6 +64,7 @@ def predict_command(words, label_map, topk, as_json, window, stride, out, plot, 
 
 
 def _emit(rows: list[dict], out: str | None) -> None:
+    from jobs.evaluation import inference
     text = inference.format_rows(rows, inference.out_format(out))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
@@ -76,6 +80,7 @@ def _say(out: str | None):
 
 def _timeline(cfg, checkpoint, path, window, stride, out, plot, topk, names, device):
     """--window/--stride: one row per window (start, end, frames, top-k), and the plot."""
+    from jobs.evaluation import inference
     if window is None:
         raise click.UsageError("--stride and --plot need --window SECONDS")
     stride = stride or window
@@ -103,6 +108,7 @@ def _timeline(cfg, checkpoint, path, window, stride, out, plot, topk, names, dev
 
 def _many(cfg, checkpoint, path, prefix, out, topk, names, device):
     """A folder or an annotation list: one row per input; with labels (a list) the recipe's metrics."""
+    from jobs.evaluation import inference
     try:
         inference.out_format(out)
         result = inference.predict_many(cfg, checkpoint, path, prefix=prefix, topk=topk,

@@ -19,17 +19,12 @@ from jobs.console.options import cfg_options
 from jobs.dataprep import filelist as filelist_mod
 from jobs.dataprep import flow as flow_mod
 from jobs.dataprep.frames import FrameOptions, extract_frames
-from jobs.dataprep.listio import AnnotationError
-from jobs.dataprep.preflight import ERRORS, run_check
+from jobs.dataprep.listio import OfficialAnnotationError
 from jobs.dataprep.resize import EncodeOptions, resize_video
 from jobs.dataprep.runner import default_workers, run_tasks
 from jobs.dataprep.videoio import Resize, plan_tasks
-from jobs.training.config import load_config
-from jobs.training.loaders import split_files
 from pipelines.annotations import load_video_list
 from pipelines.geometry import parse_wxh
-from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
-from pipelines.video_index import build_index, index_path_for
 
 _DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 _OUT = click.Path(file_okay=False, path_type=Path)
@@ -95,7 +90,7 @@ def filelist(dataset, ann_dir, root, train_root, val_root, test_root, out_dir, f
     try:
         summary = filelist_mod.build_filelists(dataset, ann_dir, out_dir, roots=roots, fmt=fmt,
                                                modality=modality, template=template)
-    except (AnnotationError, FileNotFoundError, ValueError) as err:
+    except (OfficialAnnotationError, FileNotFoundError, ValueError) as err:
         raise click.ClickException(str(err)) from None
     for result in summary.lists:
         missing = f", {result.missing} missing -> {result.path.stem}_missing.txt" if result.missing else ""
@@ -191,6 +186,9 @@ def flow(src_dir, dst_dir, short_side, size, workers, report, algo, bound, templ
 @cfg_options
 def check_command(config, split, full, report, clean_list, workers, cfg_options):
     """Pre-flight check of CONFIG's data for one split."""
+    from jobs.dataprep.preflight import ERRORS, run_check
+    from jobs.recipes.config import load_config
+    from jobs.recipes.loaders import split_files
     cfg = load_config(config, cfg_options)
     report = report or split_files(cfg, split)[0] + ".check.jsonl"
     counts = run_check(cfg, split, full, report, clean_list, workers)
@@ -207,6 +205,7 @@ def check_command(config, split, full, report, clean_list, workers, cfg_options)
 @click.option("--workers", default=2, show_default=True)
 def index_command(list_file, data_prefix, workers):
     """Probe every video of a list once (frames, fps, VFR, codec, GOP, status); cached as <list>.index.jsonl."""
+    from pipelines.video_index import build_index, index_path_for
     paths = [r.path for r in load_video_list(list_file, data_prefix=data_prefix, multi_class=True)]
     infos = build_index(paths, index_path_for(list_file), workers=workers, progress=sys.stderr.isatty())
     for status, n in sorted(Counter(i.status for i in infos.values()).items()):
@@ -221,6 +220,7 @@ def index_command(list_file, data_prefix, workers):
 @click.option("--size", default="80x64", show_default=True, help="Frame size WxH.")
 def synthetic_command(out, seed, videos_per_class, size):
     """Write the synthetic action dataset (frames, flow, H.264, VP9, lists) used by the demo and tests."""
+    from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
     try:
         w, h = parse_wxh(size)
     except ValueError as err:

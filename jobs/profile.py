@@ -9,12 +9,7 @@ import click
 
 from jobs.console.errors import run as run_command
 from jobs.console.options import cfg_options, device_option
-from jobs.profiling.report import format_report, write_json
-from jobs.profiling.report import plot as plot_report
-from jobs.profiling.runner import MODES, run, synthetic_overrides
-from jobs.profiling.variants import parse_variant
-from jobs.training.config import load_config
-from jobs.training.distributed import dali_device, pick_device
+from jobs.profiling.runner import MODES, ProfileOptions, SyntheticData
 
 
 @click.command("profile")
@@ -48,22 +43,28 @@ from jobs.training.distributed import dali_device, pick_device
 def profile_command(config, modes, splits, compare, device, warmup, iters, model_iters, train_batch, ref_workers,
                     detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options, variant_texts, out, plot):
     """Throughput profile of CONFIG (a recipe name or a .toml path)."""
+    from jobs.profiling.report import format_report, write_json
+    from jobs.profiling.report import plot as plot_report
+    from jobs.profiling.runner import run, synthetic_overrides
+    from jobs.profiling.variants import parse_variant
+    from jobs.recipes.config import load_config
+    from jobs.runtime.devices import dali_device, pick_device
     say = lambda msg: click.echo(msg, err=True)
-    overrides = []
-    if synthetic_size:
-        overrides = synthetic_overrides(synthetic_size, data_root, videos_per_class, repeat, say)
+    synthetic = SyntheticData(synthetic_size, data_root, videos_per_class, repeat) if synthetic_size else None
+    overrides = synthetic_overrides(synthetic, say) if synthetic else []
     cfg = load_config(config, overrides + list(cfg_options))
     # Every variant's recipe is loaded (validated) before anything is timed.
     variants = [parse_variant(text) for text in variant_texts]
     variants = [(v, load_config(config, overrides + list(cfg_options) + list(v.overrides))) for v in variants]
     modes = modes or (() if variants else ("data",))
-    chosen = MODES if "all" in modes else tuple(m for m in MODES if m in modes)
-    device = dali_device(pick_device(device))[0]      # the DALI device: cpu | gpu
-    report = run(cfg, modes=chosen, splits=splits, device=device, compare=compare, warmup=warmup, iters=iters,
-                 detail=detail, train_batch=train_batch, ref_workers=ref_workers, model_iters=model_iters,
-                 variants=variants, say=say)
-    if synthetic_size:
-        report["synthetic"] = {"size": synthetic_size, "videos_per_class": videos_per_class, "repeat": repeat,
+    opts = ProfileOptions(modes=MODES if "all" in modes else tuple(m for m in MODES if m in modes),
+                          splits=tuple(splits), device=dali_device(pick_device(device))[0],    # DALI's: cpu | gpu
+                          compare=compare, warmup=warmup, iters=iters, model_iters=model_iters, detail=detail,
+                          train_batch=train_batch, ref_workers=ref_workers)
+    report = run(cfg, opts, variants=variants, say=say)
+    if synthetic:
+        report["synthetic"] = {"size": synthetic.size, "videos_per_class": synthetic.videos_per_class,
+                               "repeat": synthetic.repeat,
                                "note": "generated frames (pipelines/synthetic_data.py): "
                                        "throughput is real, data is not"}
     click.echo(format_report(report))

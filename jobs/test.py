@@ -14,11 +14,9 @@ import click
 
 from jobs.console.errors import run
 from jobs.console.options import cfg_options, config_and_checkpoint, device_option
-from jobs.training.evaluation import METRICS
-from jobs.training.loaders import DataError
-from jobs.training.protocols import PROTOCOLS, with_protocol
-from jobs.training.tester import test_checkpoint
-from model.tsn import AVERAGE_CLIPS
+from jobs.evaluation.protocols import PROTOCOLS, with_protocol
+from jobs.recipes.config import METRICS
+from model.config import AVERAGE_CLIPS
 
 
 @click.command("test", context_settings={"ignore_unknown_options": False})
@@ -38,6 +36,8 @@ from model.tsn import AVERAGE_CLIPS
 def test_command(words, protocol, average_clips, eval_metrics, out, dump, list_file, prefix, allow_partial,
                  cfg_options, device):
     """Test CHECKPOINT with CONFIG's test protocol (without CONFIG: the config stored in the checkpoint)."""
+    from jobs.evaluation.tester import test_checkpoint
+    from jobs.recipes.loaders import DataError
     cfg, checkpoint, extra_metrics = config_and_checkpoint(words, cfg_options)
     bad = [m for m in extra_metrics if m not in METRICS or not eval_metrics]
     if bad:

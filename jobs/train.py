@@ -9,8 +9,7 @@ import click
 
 from jobs.console.errors import run
 from jobs.console.options import cfg_options, device_option
-from jobs.training.config import load_config
-from jobs.training.trainer import train
+from jobs.recipes.config import load_config
 
 
 @click.command("train")
@@ -30,6 +29,7 @@ from jobs.training.trainer import train
 def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_validate, legacy_validate, seed,
                   deterministic, cfg_options, device, tensorboard):
     """Train CONFIG (a recipe name or a .toml path)."""
+    from jobs.training.trainer import train
     overrides = list(cfg_options) + ([f"runtime.seed={seed}"] if seed is not None else []) \
         + ([f"runtime.amp={str(amp).lower()}"] if amp is not None else [])
     cfg = load_config(config, overrides)

@@ -14,10 +14,10 @@ from urllib.parse import urlparse
 import torch
 from torch import Tensor, nn
 
+from model.config import ARCHS, FLOW_INITS
+
 log = logging.getLogger(__name__)
 
-ARCHS = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152")
-FLOW_INITS = ("random", "cross_modality")
 DOWNLOAD_TIMEOUT_S = 60.0  # a firewalled network drops packets; without a timeout the download would hang
 
 

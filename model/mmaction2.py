@@ -98,7 +98,7 @@ def load_state(model: nn.Module, state_dict: Mapping, *, strict: bool = False, r
 
 def convert_checkpoint(checkpoint: Mapping, source_name: str) -> dict:
     """An MMAction2 checkpoint as read ({"state_dict", "meta"}) -> {"model": our state dict, "meta": its meta +
-    provenance}. Reading and writing files is the caller's (jobs/training/checkpoint.py owns the file format)."""
+    provenance}. Reading and writing files is the caller's (jobs/runtime/checkpoint.py owns the file format)."""
     state = mmaction2_to_tsn(checkpoint)
     unknown = [k for k in state if not k.startswith("backbone.") and k not in HEAD_KEYS]
     if unknown:

@@ -15,8 +15,10 @@ import os
 import string
 from dataclasses import dataclass
 
+from .errors import UserError
 
-class AnnotationError(ValueError):
+
+class AnnotationError(UserError, ValueError):
     """A list file that cannot be used as written; the message starts with `file:line:`."""
 
 

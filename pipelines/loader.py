@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import UserError
 from .graph import output_names
 from .readers import BadSample
 from .recovery import recover
@@ -30,7 +31,7 @@ class Batch:
     index: torch.Tensor
 
 
-class TooManyBadSamples(RuntimeError):
+class TooManyBadSamples(UserError, RuntimeError):
     """More of the data was unreadable than `max_bad_fraction` allows."""
 
 

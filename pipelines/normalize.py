@@ -8,8 +8,10 @@ alternating channels [x_t, y_t, x_t+1, ...] of a 2 * clip_len stack.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:   # a recipe holds a Normalize: reading one (`tsn configs`, `--help`) must not load torch
+    import torch
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ _CACHE: dict = {}
 def _constants(mean: tuple, std: tuple, reps: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """(1, 1, C, 1, 1) mean and std on `device`, made once: building them per batch is a host-to-device copy that
     synchronises the host with a GPU pipeline every step."""
+    import torch
     key = (mean, std, reps, str(device))
     if key not in _CACHE:
         c = reps * len(mean)

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from .annotations import FrameLayout, VideoRecord
+from .errors import UserError
 from .jpeg import BadJpeg, jpeg_size
 
 
-class BadSample(RuntimeError):
+class BadSample(UserError, RuntimeError):
     """A video that cannot be loaded; the message names the file."""
 
 
@@ -78,7 +79,7 @@ class FrameFolderReader:
 
 def video_indices(record: VideoRecord, indices: np.ndarray) -> np.ndarray:
     """Sampled indices -> frame indices of the file: a record may stand for the sub-range [offset, offset +
-    total_frames) of a video (a window of a long video, jobs/training/timeline.py), as rawframe lists' offsets do."""
+    total_frames) of a video (a window of a long video, jobs/evaluation/timeline.py), as rawframe lists' offsets do."""
     return np.asarray(indices, dtype=np.int64) + record.offset
 
 

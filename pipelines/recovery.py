@@ -18,11 +18,12 @@ import dataclasses
 import gc
 from collections.abc import Callable
 
+from .errors import UserError
 from .readers import BadSample
 from .source import ClipSource
 
 
-class DecoderFailure(RuntimeError):
+class DecoderFailure(UserError, RuntimeError):
     """DALI failed on a batch, but no single video of it fails alone: nothing to skip."""
 
 

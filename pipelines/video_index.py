@@ -17,22 +17,21 @@ count the non-empty video packets, then decode the last GOP to prove the tail is
 """
 from __future__ import annotations
 
-import json
 import os
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, fields
-from multiprocessing import get_context
 
 import av
 import numpy as np
 from tqdm import tqdm
 
+from pipelines import jsonl_cache
 from pipelines.pyav_decode import (
     VideoDecodeError,
     iter_frames,
     open_video,
     read_packet_table,
 )
+from pipelines.spawn import spawn_map
 from pipelines.timeout import DecodeTimeout, call_with_timeout
 
 INDEX_VERSION = 1  # bump when probe semantics change: cached lines of another version are re-probed
@@ -182,24 +181,18 @@ def index_path_for(list_path: str) -> str:
 
 def load_index(cache_path: str) -> dict[str, VideoInfo]:
     """Later lines win (the file is appended to while probing); unparsable lines are ignored."""
-    out: dict[str, VideoInfo] = {}
     names = {f.name for f in fields(VideoInfo)}
-    try:
-        with open(cache_path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                    if row.pop("v", None) == INDEX_VERSION and set(row) == names:
-                        out[row["path"]] = VideoInfo(**row)
-                except (ValueError, TypeError):
-                    continue
-    except FileNotFoundError:
-        pass
-    return out
+
+    def parse(row: dict) -> tuple[str, VideoInfo]:
+        if set(row) != names:
+            raise KeyError("not a VideoInfo of this version")
+        return row["path"], VideoInfo(**row)
+
+    return jsonl_cache.read(cache_path, INDEX_VERSION, parse)
 
 
 def _line(info: VideoInfo) -> str:
-    return json.dumps({"v": INDEX_VERSION, **asdict(info)}, sort_keys=True) + "\n"
+    return jsonl_cache.encode(INDEX_VERSION, asdict(info))
 
 
 def _probe_one(job: tuple[str, float | None]) -> VideoInfo:
@@ -213,28 +206,21 @@ def _probe_one(job: tuple[str, float | None]) -> VideoInfo:
 def _probe_all(paths: list[str], workers: int, progress: bool, timeout_s, sink) -> None:
     """Probe `paths` (in `workers` processes when worth it), calling `sink(info)` for each."""
     jobs = [(p, timeout_s) for p in paths]
-    pool = None
-    if workers <= 1 or len(jobs) < 4 * workers:
-        results = map(_probe_one, jobs)
-    else:  # spawn: safe even if the parent already holds CUDA contexts or DALI threads
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
-        results = pool.map(_probe_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
-    try:
-        for info in tqdm(results, total=len(jobs), desc="probe videos", unit="file",
-                         disable=not progress):
-            sink(info)
-    finally:
-        if pool is not None:
-            pool.shutdown(cancel_futures=True)
+    if len(jobs) < 4 * workers:     # a pool's start-up costs more than it saves
+        workers = 1
+    results = spawn_map(_probe_one, jobs, workers, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
+    for info in tqdm(results, total=len(jobs), desc="probe videos", unit="file", disable=not progress):
+        sink(info)
 
 
-def build_index(paths: list[str], cache_path: str, *, workers: int = 2, progress: bool = True,
+def build_index(paths: list[str], cache_path: str | None, *, workers: int = 2, progress: bool = True,
                 timeout_s: float | None = 120.0) -> dict[str, VideoInfo]:
     """path -> VideoInfo for every path. Entries in `cache_path` whose (size_bytes, mtime_ns) match
     the file on disk are reused; new or changed files are probed in `workers` processes and
     appended to the cache as they finish (an interrupted run resumes); missing files are reported
-    as "missing" without probing. At the end the cache is rewritten, compacted, atomically."""
-    cached = load_index(cache_path)
+    as "missing" without probing. At the end the cache is rewritten, compacted, atomically.
+    cache_path None: probe every file, cache nothing (one video given to `tsn predict`)."""
+    cached = load_index(cache_path) if cache_path else {}
     result: dict[str, VideoInfo] = {}
     todo: list[str] = []
     for p in dict.fromkeys(str(p) for p in paths):
@@ -248,15 +234,14 @@ def build_index(paths: list[str], cache_path: str, *, workers: int = 2, progress
             result[p] = hit
         else:
             todo.append(p)
-    if todo:
-        os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
-        with open(cache_path, "a", encoding="utf-8") as fh:
+    if todo and not cache_path:
+        _probe_all(todo, workers, progress, timeout_s, lambda info: result.__setitem__(info.path, info))
+    elif todo:
+        with jsonl_cache.appending(cache_path) as cache:
             def sink(info: VideoInfo) -> None:
                 result[info.path] = info
-                fh.write(_line(info))
+                cache.write(_line(info))
             _probe_all(todo, workers, progress, timeout_s, sink)
-    tmp = f"{cache_path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(_line(result[p]) for p in result if result[p].status != "missing")
-    os.replace(tmp, cache_path)
+    if cache_path:
+        jsonl_cache.rewrite(cache_path, (_line(result[p]) for p in result if result[p].status != "missing"))
     return {str(p): result[str(p)] for p in paths}

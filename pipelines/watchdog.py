@@ -17,14 +17,16 @@ import threading
 import time
 from collections.abc import Callable
 
+from .errors import UserError
+
 POLL_S = 0.5            # how often a waiting run() checks that the workers are alive
 
 
-class LoaderStalled(RuntimeError):
+class LoaderStalled(UserError, RuntimeError):
     """No batch arrived within the loader's batch timeout."""
 
 
-class WorkerDied(RuntimeError):
+class WorkerDied(UserError, RuntimeError):
     """A DALI Python worker process exited while the loader waited for its data."""
 
 

@@ -28,8 +28,8 @@ def synthetic_root(tmp_path_factory):
 @pytest.fixture(scope="session")
 def random_checkpoint(tmp_path_factory):
     """A checkpoint of tsn_r18_synthetic_rgb with random weights (seed 0), in our format."""
-    from jobs.training.config import load_config
-    from jobs.training.weights import build_model
+    from jobs.recipes.config import load_config
+    from jobs.runtime.weights import build_model
     path = tmp_path_factory.mktemp("ckpt") / "random.pth"
     torch.manual_seed(0)
     torch.save({"model": build_model(load_config("tsn_r18_synthetic_rgb").model).state_dict()}, path)

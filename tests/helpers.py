@@ -24,8 +24,8 @@ def colour_checkpoint(path, colours: dict[int, tuple[int, int, int]], recipe: st
     """
     import torch
 
-    from jobs.training.config import load_config
-    from jobs.training.weights import build_model
+    from jobs.recipes.config import load_config
+    from jobs.runtime.weights import build_model
     cfg = load_config(recipe)
     model = build_model(cfg.model, say=lambda _: None)
     state = model.state_dict()

@@ -2,7 +2,8 @@
 
 Expected errors are the user's to fix: a bad recipe, annotation list or data, too many unreadable videos, a missing,
 corrupt or unfitting checkpoint, ImageNet weights that cannot be had offline. Each is raised as one of the project's
-own types (EXPECTED) with a message that names the file (and line). Anything else is a bug and keeps its traceback.
+own types, every one a subclass of pipelines/errors.py `UserError`, with a message that names the file (and line).
+Anything else is a bug and keeps its traceback. Recognising them imports nothing: a command loads only what it runs.
 `tsn --debug ...`, `python jobs/<job>.py --debug ...` or TSN_DEBUG=1 shows the traceback of expected errors too.
 
 `run(command)` is the entry point of every command module (`python jobs/train.py`); the `tsn` group (jobs/cli.py,
@@ -16,41 +17,10 @@ from typing import NoReturn
 
 import click
 
-from jobs.dataprep.listio import AnnotationError as OfficialAnnotationError
-from jobs.exporting.spec import ExportError
-from jobs.reporting.runs import ReportError
-from jobs.training.checkpoint import CheckpointError
-from jobs.training.config import ConfigError
-from jobs.training.distributed import DeviceError
-from jobs.training.loaders import DataError
-from jobs.training.tester import Incomplete
-from model.backbone import WeightsUnavailable
-from pipelines.annotations import AnnotationError
-from pipelines.loader import TooManyBadSamples
-from pipelines.readers import BadSample
-from pipelines.recovery import DecoderFailure
-from pipelines.watchdog import LoaderStalled, WorkerDied
+from pipelines.errors import UserError
 
-EXPECTED: tuple[type[Exception], ...] = (
-    ConfigError,              # recipe: unknown key, wrong type, TOML syntax, unknown recipe name
-    AnnotationError,          # annotation list / classes.txt: malformed line, label range, empty, missing, not UTF-8
-    OfficialAnnotationError,  # `tsn prepare filelist`: a dataset's official annotation files
-    DataError,                # data under the raise policy (evaluation), a missing data folder
-    TooManyBadSamples,        # training skipped more than data.max_bad_fraction
-    BadSample,                # one unreadable video under the raise policy
-    Incomplete,               # `tsn test`: fewer videos evaluated than the list holds
-    CheckpointError,          # missing, empty, truncated, corrupt, unwritable, or another architecture / class count
-    WeightsUnavailable,       # ImageNet weights offline and not cached, a missing `pretrained` file
-    DeviceError,              # --device names a device this machine does not have
-    LoaderStalled,            # no batch within data.batch_timeout (names the batch and its list lines)
-    WorkerDied,               # a DALI data worker died (names its pid, signal and the batch)
-    DecoderFailure,           # DALI failed on a batch whose videos each decode alone
-    ExportError,              # `tsn export`: a bad size, an unreadable or unverifiable export
-    ReportError,              # `tsn plot`: a missing or malformed log
-)
 DEBUG_ENV = "TSN_DEBUG"
 WORKER_MARK = "Exception traceback received from worker"   # DALI's wrapper of an error in a Python worker
-_QUALNAMES = {f"{t.__module__}.{t.__qualname__}" for t in EXPECTED}
 _state = {"debug": False}   # set by the `tsn --debug` option during one run()
 
 
@@ -64,7 +34,7 @@ def enable_debug():
 
 def expected_message(err: BaseException) -> str | None:
     """The message to print for an expected error, or None for an unexpected one (which keeps its traceback)."""
-    if isinstance(err, EXPECTED):
+    if isinstance(err, UserError):
         return str(err)
     text = str(err)
     if WORKER_MARK in text:
@@ -73,9 +43,17 @@ def expected_message(err: BaseException) -> str | None:
         lines = text.rstrip().splitlines()
         for i in range(len(lines) - 1, -1, -1):
             name, sep, message = lines[i].partition(": ")
-            if sep and name in _QUALNAMES:
+            if sep and _is_user_error(name):
                 return "\n".join([message, *lines[i + 1:]])
     return None
+
+
+def _is_user_error(qualified_name: str) -> bool:
+    """Whether `module.Class` names a UserError type. The module is looked up, never imported: a worker's error
+    comes from a reader or source this process has already loaded to build the pipeline."""
+    module, _, name = qualified_name.rpartition(".")
+    cls = getattr(sys.modules.get(module), name, None)
+    return isinstance(cls, type) and issubclass(cls, UserError)
 
 
 def _command_path(command: click.Command, args: list[str]) -> str:
@@ -89,7 +67,7 @@ def _command_path(command: click.Command, args: list[str]) -> str:
             break
         if arg.startswith("-"):
             continue
-        command = command.commands.get(arg)
+        command = command.get_command(click.Context(command), arg)   # a lazy group imports it by name
         if command is None:
             break
         words.append(arg)

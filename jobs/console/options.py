@@ -2,10 +2,15 @@
 `[CONFIG] CHECKPOINT` (test, predict)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from jobs.training.checkpoint import Checkpoint, is_checkpoint_path, read_checkpoint
-from jobs.training.config import Config, load_config
+from jobs.runtime.devices import DEVICE_HELP
+
+if TYPE_CHECKING:
+    from jobs.recipes.config import Config
+    from jobs.runtime.checkpoint import Checkpoint
 
 
 class KeyValueOption(click.Option):
@@ -33,8 +38,7 @@ def cfg_options(fn):
 
 
 def device_option(default: str | None = None):
-    """`--device cpu | cuda | cuda:N`, the one spelling every command uses (jobs/training/distributed.py)."""
-    from jobs.training.distributed import DEVICE_HELP
+    """`--device cpu | cuda | cuda:N`, the one spelling every command uses (jobs/runtime/devices.py)."""
     return click.option("--device", default=default, show_default=default is not None, help=DEVICE_HELP)
 
 
@@ -45,6 +49,8 @@ def config_and_checkpoint(words: tuple[str, ...], overrides) -> tuple[Config, Ch
     a .pth/.pt/.ckpt name) or is the only word; the config then comes from the checkpoint. A CONFIG given first
     wins over the stored one. `overrides` (--cfg-options) apply either way.
     """
+    from jobs.recipes.config import load_config
+    from jobs.runtime.checkpoint import is_checkpoint_path, read_checkpoint
     if not words:
         raise click.UsageError("missing argument CHECKPOINT")
     if is_checkpoint_path(words[0]) or len(words) == 1:

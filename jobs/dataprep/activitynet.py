@@ -18,8 +18,8 @@ import json
 from pathlib import Path
 
 from jobs.dataprep.listio import (
-    AnnotationError,
     Annotations,
+    OfficialAnnotationError,
     Sample,
     Split,
     annotation_file,
@@ -49,13 +49,13 @@ def _video_samples(vid: str, info: dict, label_of: dict[str, int], where: str) -
     duration = float(info.get("duration") or 0)
     annotations = info.get("annotations") or []
     if duration <= 0:
-        raise AnnotationError(f"{where}: duration must be > 0, got {info.get('duration')!r}")
+        raise OfficialAnnotationError(f"{where}: duration must be > 0, got {info.get('duration')!r}")
     clips = []
     for anno in annotations:
         label = label_of.get(anno.get("label"))
         segment = anno.get("segment") or []
         if label is None or len(segment) != 2:
-            raise AnnotationError(f"{where}: bad annotation {anno} (label not in the class list?)")
+            raise OfficialAnnotationError(f"{where}: bad annotation {anno} (label not in the class list?)")
         clips.append(Sample(candidates, (label,), (float(segment[0]), float(segment[1])), duration))
     video = Sample(candidates, clips[0].labels, None, duration)
     return video, clips
@@ -66,7 +66,7 @@ def parse(ann_dir: Path) -> Annotations:
     try:
         database = json.loads(json_path.read_text(encoding="utf-8"))["database"]
     except (json.JSONDecodeError, KeyError) as err:
-        raise AnnotationError(f"{json_path}: not an ActivityNet JSON with a 'database' ({err})") from None
+        raise OfficialAnnotationError(f"{json_path}: not an ActivityNet JSON with a 'database' ({err})") from None
     names_path = annotation_file(ann_dir, ("action_name.csv",), required=False)
     notes: tuple[str, ...] = ()
     if names_path is not None:

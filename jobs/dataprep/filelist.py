@@ -26,7 +26,7 @@ from jobs.dataprep.listio import (
     write_lines,
     write_report,
 )
-from jobs.dataprep.naming import is_flow_template
+from jobs.media.naming import is_flow_template
 
 
 @dataclass(frozen=True)

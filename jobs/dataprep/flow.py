@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from jobs.dataprep.frames import fresh_temp_dir, publish_dir, save_jpeg
-from jobs.dataprep.naming import frame_name, frame_regex, is_flow_template, list_frames
 from jobs.dataprep.runner import Failure, Task
-from jobs.dataprep.videoio import Resize, decode_frames, plan_tasks
+from jobs.dataprep.videoio import Resize, plan_tasks, video_frames
+from jobs.media.naming import frame_name, frame_regex, is_flow_template, list_frames
 
 ALGORITHMS = ("tvl1", "farneback")
 # The usual OpenCV-tutorial settings; only a preview, so they are not tuned.
@@ -142,7 +142,7 @@ def _gray_frames(task: Task, opts: FlowOptions, source: str, tmp: Path) -> Itera
                 raise ValueError(f"cannot read frame {path.name}")
             yield gray
         return
-    for i, frame in enumerate(decode_frames(task.src, opts.resize, "rgb24")):
+    for i, frame in enumerate(video_frames(task.src, opts.resize, "rgb24")):
         rgb = frame.to_ndarray()
         if opts.with_rgb:
             save_jpeg(tmp / frame_name(opts.rgb_template, opts.start_index + i), rgb, opts.quality)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.dataprep.naming import frame_name, is_flow_template
 from jobs.dataprep.runner import Task
-from jobs.dataprep.videoio import Resize, decode_frames, temp_path
+from jobs.dataprep.videoio import Resize, temp_path, video_frames
+from jobs.media.naming import frame_name, is_flow_template
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def extract_frames(task: Task, opts: FrameOptions) -> None:
     """Decode `task.src` into the JPEG folder `task.dst`."""
     tmp = fresh_temp_dir(task.dst)
     try:
-        for i, frame in enumerate(decode_frames(task.src, opts.resize, "rgb24")):
+        for i, frame in enumerate(video_frames(task.src, opts.resize, "rgb24")):
             save_jpeg(tmp / frame_name(opts.template, opts.start_index + i), frame.to_ndarray(), opts.quality)
         publish_dir(tmp, task.dst)
     finally:

@@ -9,7 +9,7 @@ raises OR the decoder wrote to file descriptor 2 while it ran; its culprits are 
 at a time, rebuilding the pipeline after each error (an error leaves a DALI pipeline unusable).
 
 Videos are decoded frame by frame with PyAV (pipelines.pyav_decode.iter_frames, each frame converted to RGB as
-decode_frames does), the decoder CPU training uses. A video is flagged for decoder errors, for fewer frames than
+decode_sampled_frames does), the decoder CPU training uses. A video is flagged for decoder errors, for fewer frames than
 the video index counted, and for ending before the frame count or duration its header declares: a file cut
 mid-stream in a container that keeps no index (WebM/MKV) still opens, and the index counts only what is there.
 
@@ -20,18 +20,18 @@ files), appended as they arrive: an interrupted check resumes, and a changed fil
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import re
 import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
-from multiprocessing import get_context
 
 import numpy as np
 from tqdm import tqdm
+
+from pipelines import jsonl_cache
+from pipelines.spawn import spawn_map
 
 CACHE_VERSION = 1           # bump when what a check decides changes: cached results of another version are redone
 BATCH_FILES = 256           # frames per DALI batch: several folders of a typical list, bounded memory
@@ -257,23 +257,11 @@ def _short_of_header(container, stream, n: int, first, last) -> str:
 # ---------------------------------------------------------------- cache + parallel driver
 
 def _load_cache(path: str) -> dict[tuple, list[tuple[str, str]]]:
-    out = {}
-    try:
-        with open(path, encoding="utf-8") as fh:
-            for line in fh:
-                try:
-                    row = json.loads(line)
-                    if row.get("v") == CACHE_VERSION:
-                        out[tuple(row["key"])] = [tuple(p) for p in row["problems"]]
-                except (ValueError, KeyError, TypeError):
-                    continue
-    except FileNotFoundError:
-        pass
-    return out
+    return jsonl_cache.read(path, CACHE_VERSION, lambda row: (tuple(row["key"]), [tuple(p) for p in row["problems"]]))
 
 
 def _line(key: tuple, problems) -> str:
-    return json.dumps({"v": CACHE_VERSION, "key": list(key), "problems": [list(p) for p in problems]}) + "\n"
+    return jsonl_cache.encode(CACHE_VERSION, {"key": list(key), "problems": [list(p) for p in problems]})
 
 
 def _chunks(jobs: list[Job]) -> list[list[Job]]:
@@ -304,26 +292,16 @@ def decode_check(jobs: list[Job], cache_path: str, *, workers: int = 2,
     todo = [j for j in jobs if j.key not in cached]
     tasks = _chunks(todo)
     bar = tqdm(total=len(jobs), initial=len(result), desc="decode", unit="entry", disable=not progress)
-    os.makedirs(os.path.dirname(os.path.abspath(cache_path)), exist_ok=True)
-    with open(cache_path, "a", encoding="utf-8") as fh:
+    with jsonl_cache.appending(cache_path) as cache:
         def sink(done):
             for job, problems in done:
                 result[job.path] = problems
                 cached[job.key] = problems
-                fh.write(_line(job.key, problems))
-            fh.flush()
+                cache.write(_line(job.key, problems))
             bar.update(len(done))
-        if workers <= 1 or len(tasks) <= 1:
-            for task in tasks:
-                sink(_run_task(task))
-        else:   # spawn: safe even if this process already holds CUDA contexts or DALI threads
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-                for future in as_completed([pool.submit(_run_task, t) for t in tasks]):
-                    sink(future.result())
+        for done in spawn_map(_run_task, tasks, workers if len(tasks) > 1 else 1, ordered=False):
+            sink(done)
     bar.close()
     keep = {j.key for j in jobs}
-    tmp = f"{cache_path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.writelines(_line(k, p) for k, p in cached.items() if k in keep)
-    os.replace(tmp, cache_path)
+    jsonl_cache.rewrite(cache_path, (_line(k, p) for k, p in cached.items() if k in keep))
     return result

@@ -14,8 +14,8 @@ import csv
 from pathlib import Path
 
 from jobs.dataprep.listio import (
-    AnnotationError,
     Annotations,
+    OfficialAnnotationError,
     Sample,
     Split,
     annotation_file,
@@ -41,7 +41,7 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
         reader = csv.DictReader(f)
         missing = [c for c in REQUIRED if c not in (reader.fieldnames or [])]
         if missing:
-            raise AnnotationError(f"{path}:1: header lacks {missing} (got {reader.fieldnames})")
+            raise OfficialAnnotationError(f"{path}:1: header lacks {missing} (got {reader.fieldnames})")
         return [(reader.line_num, row) for row in reader]
 
 
@@ -54,11 +54,11 @@ def read_split(path: Path, label_of: dict[str, int], name: str, role: str) -> Sp
     for lineno, row in rows:
         cls = clean_label(row["label"])
         if cls not in label_of:
-            raise AnnotationError(f"{path}:{lineno}: class {row['label']!r} is not in the train CSV")
+            raise OfficialAnnotationError(f"{path}:{lineno}: class {row['label']!r} is not in the train CSV")
         try:
             vid = video_id(row["youtube_id"], row["time_start"], row["time_end"])
         except (TypeError, ValueError):
-            raise AnnotationError(f"{path}:{lineno}: bad time_start/time_end in {row}") from None
+            raise OfficialAnnotationError(f"{path}:{lineno}: bad time_start/time_end in {row}") from None
         spaced = row["label"].replace('"', "")
         candidates = tuple(dict.fromkeys((f"{cls}/{vid}", f"{spaced}/{vid}", vid)))
         samples.append(Sample(candidates, (label_of[cls],)))
@@ -70,7 +70,7 @@ def parse(ann_dir: Path, dataset: str = "kinetics400") -> Annotations:
     names = set()
     for lineno, row in read_rows(train_csv):
         if not (row.get("label") or "").strip():
-            raise AnnotationError(f"{train_csv}:{lineno}: the train CSV needs a label on every row")
+            raise OfficialAnnotationError(f"{train_csv}:{lineno}: the train CSV needs a label on every row")
         names.add(clean_label(row["label"]))
     classes = tuple(sorted(names))
     label_of = {name: i for i, name in enumerate(classes)}

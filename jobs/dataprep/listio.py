@@ -13,11 +13,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.dataprep.naming import count_flow_frames, count_frames, is_flow_template
-from pipelines.annotations import AnnotationError, format_rawframe_line, format_video_line
+from jobs.media.discovery import is_video_file
+from jobs.media.naming import count_frames
+from pipelines import annotations
+from pipelines.annotations import format_rawframe_line, format_video_line
 
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".avi", ".webm", ".mkv", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".3gp", ".ogv", ".wmv"})
+
+class OfficialAnnotationError(annotations.AnnotationError):
+    """A malformed official annotation file; the message starts with `file:line:`."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,12 @@ class Disk:
             try:
                 with os.scandir(self.root / parent) as it:
                     for e in it:
-                        stem, ext = os.path.splitext(e.name)
+                        stem = os.path.splitext(e.name)[0]
                         if e.name.startswith("."):
                             continue
                         if self.fmt == "rawframes" and e.is_dir():
                             entries[e.name] = e.name
-                        elif self.fmt == "videos" and e.is_file() and ext.lower() in VIDEO_EXTENSIONS:
+                        elif self.fmt == "videos" and e.is_file() and is_video_file(e.name):
                             entries.setdefault(stem, e.name)
             except (FileNotFoundError, NotADirectoryError):
                 pass
@@ -97,7 +100,7 @@ class Disk:
             if self.fmt == "videos":
                 return Found(relpath, None)
             try:
-                n = self._count(self.root / relpath)
+                n = count_frames(self.root / relpath, self.template)
             except ValueError as err:  # x/y flow counts differ: an extraction was cut short
                 reason = str(err)
                 continue
@@ -106,10 +109,6 @@ class Disk:
             reason = f"{relpath}: no frames named like {self.template!r}"
         return reason
 
-    def _count(self, folder: Path) -> int:
-        if is_flow_template(self.template):
-            return count_flow_frames(folder, self.template)
-        return count_frames(folder, self.template)
 
 
 def list_line(found: Found, labels: tuple[int, ...], clip: tuple[int, int] | None = None) -> str:
@@ -164,6 +163,6 @@ def numbered_lines(path: Path):
         try:
             line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
         except UnicodeDecodeError:
-            raise AnnotationError(f"{path}:{lineno}: not UTF-8 text") from None
+            raise OfficialAnnotationError(f"{path}:{lineno}: not UTF-8 text") from None
         if line.strip():
             yield lineno, line.strip()

@@ -18,8 +18,8 @@ import posixpath
 from pathlib import Path
 
 from jobs.dataprep.listio import (
-    AnnotationError,
     Annotations,
+    OfficialAnnotationError,
     Sample,
     Split,
     annotation_file,
@@ -32,10 +32,10 @@ def read_categories(path: Path) -> tuple[str, ...]:
     for lineno, line in numbered_lines(path):
         name, sep, index = line.rpartition(",")  # rpartition: names may contain commas, indices do not
         if not sep or not index.strip().isdigit():
-            raise AnnotationError(f"{path}:{lineno}: expected '<name>,<index>', got {line!r}")
+            raise OfficialAnnotationError(f"{path}:{lineno}: expected '<name>,<index>', got {line!r}")
         by_index[int(index)] = name.strip()
     if sorted(by_index) != list(range(len(by_index))):
-        raise AnnotationError(f"{path}: category indices are not 0..{len(by_index) - 1}")
+        raise OfficialAnnotationError(f"{path}: category indices are not 0..{len(by_index) - 1}")
     return tuple(by_index[i] for i in range(len(by_index)))
 
 
@@ -63,7 +63,7 @@ def read_mit_split(path: Path, label_of: dict[str, int], name: str, role: str) -
         folder = posixpath.dirname(row[0].replace("\\", "/"))
         cls = row[1] if len(row) > 1 and row[1] in label_of else folder
         if cls not in label_of:
-            raise AnnotationError(f"{path}:{lineno}: no known category in {row[:2]}")
+            raise OfficialAnnotationError(f"{path}:{lineno}: no known category in {row[:2]}")
         samples.append(Sample(_candidates(row[0]), (label_of[cls],)))
     return Split(name, role, tuple(samples))
 
@@ -73,7 +73,7 @@ def read_mmit_split(path: Path, label_of: dict[str, int], name: str, role: str) 
     for lineno, row in _rows(path):
         labels = [_label(token, label_of, len(label_of)) for token in row[1:] if token]
         if not labels or None in labels:
-            raise AnnotationError(f"{path}:{lineno}: expected '<path>,<label>[,<label>...]' with known labels")
+            raise OfficialAnnotationError(f"{path}:{lineno}: expected '<path>,<label>[,<label>...]' with known labels")
         samples.append(Sample(_candidates(row[0]), tuple(dict.fromkeys(labels))))
     return Split(name, role, tuple(samples))
 

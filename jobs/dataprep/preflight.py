@@ -15,8 +15,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jobs.dataprep.fullcheck import decode_check, folder_job, video_job
-from jobs.training.config import Config
-from jobs.training.loaders import load_records, split_files
+from jobs.recipes.config import Config
+from jobs.recipes.loaders import load_records, split_files
 from pipelines.annotations import FrameLayout, VideoRecord
 from pipelines.video_index import build_index, index_path_for
 
@@ -66,7 +66,7 @@ def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str 
     if d.source == "video":
         infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers,
                             progress=progress)
-    layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
+    layout = d.frame_layout
     found: list[list[tuple[str, str]]] = []
     for r in tqdm(records, desc="check", disable=not progress):
         problems = check_video(r, infos[r.path]) if d.source == "video" else check_folder(r, layout)
@@ -77,7 +77,7 @@ def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str 
     if full:   # decode what passed the cheap checks (a missing file has nothing to decode)
         what = f"frames:{d.modality}:{d.filename_tmpl}"
         jobs = {i: video_job(r.path, infos[r.path].num_frames) if d.source == "video"
-                else folder_job(r.path, frame_files(r, layout), d.modality == "Flow", what)
+                else folder_job(r.path, frame_files(r, layout), d.is_flow, what)
                 for i, r in enumerate(records) if not any(kind in ERRORS for kind, _ in found[i])}
         decoded = decode_check(list({j.path: j for j in jobs.values()}.values()), list_file + ".full_check.jsonl",
                                workers=workers, progress=progress)

@@ -8,15 +8,16 @@ the unfinished inputs.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm import tqdm
+
+from pipelines.spawn import spawn_pool
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,7 @@ def _guarded(work: Callable[[Task], None], task: Task) -> str | None:
 def _run_pool(todo: list[Task], work, workers: int, on_result: Callable[[Task, str | None], None]) -> list[Task]:
     """Run `todo` in a pool; return the tasks whose worker died (segfault, OOM kill) instead of answering."""
     broken = []
-    # spawn, not fork: the caller may already run torch/DALI/FFmpeg threads, and a forked child can inherit one
-    # of their locks held and deadlock (seen when the test suite had loaded DALI before preparing frames).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with spawn_pool(workers) as pool:
         pending: dict[Future, Task] = {pool.submit(_guarded, work, t): t for t in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -19,8 +19,8 @@ import re
 from pathlib import Path
 
 from jobs.dataprep.listio import (
-    AnnotationError,
     Annotations,
+    OfficialAnnotationError,
     Sample,
     Split,
     annotation_file,
@@ -56,7 +56,7 @@ def _read_v1_split(path: Path, label_of: dict[str, int], name: str, role: str) -
     for lineno, line in numbered_lines(path):
         vid, sep, cls = line.partition(";")
         if not sep or cls not in label_of:
-            raise AnnotationError(f"{path}:{lineno}: expected '<id>;<class from labels csv>', got {line!r}")
+            raise OfficialAnnotationError(f"{path}:{lineno}: expected '<id>;<class from labels csv>', got {line!r}")
         samples.append(Sample((vid,), (label_of[cls],)))
     return Split(name, role, tuple(samples))
 
@@ -78,7 +78,7 @@ def _read_json(path: Path):
     try:
         return json.loads(path.read_text(encoding="utf-8-sig"))
     except json.JSONDecodeError as err:
-        raise AnnotationError(f"{path}:{err.lineno}: {err.msg}") from None
+        raise OfficialAnnotationError(f"{path}:{err.lineno}: {err.msg}") from None
 
 
 def _read_v2_split(path: Path, label_of: dict[str, int], name: str, role: str) -> Split:
@@ -87,7 +87,8 @@ def _read_v2_split(path: Path, label_of: dict[str, int], name: str, role: str) -
         template = item.get("template", "") if isinstance(item, dict) else ""
         cls = template.replace("[", "").replace("]", "")
         if "id" not in item or cls not in label_of:
-            raise AnnotationError(f"{path}: item {k}: needs 'id' and a 'template' from the labels file, got {item}")
+            raise OfficialAnnotationError(
+                f"{path}: item {k}: needs 'id' and a 'template' from the labels file, got {item}")
         samples.append(Sample((str(item["id"]),), (label_of[cls],)))
     return Split(name, role, tuple(samples))
 
@@ -96,7 +97,7 @@ def parse_v2(ann_dir: Path) -> Annotations:
     labels_path = annotation_file(ann_dir, ("something-something-v2-labels.json", "labels.json"))
     label_of = {name: int(i) for name, i in _read_json(labels_path).items()}
     if sorted(label_of.values()) != list(range(len(label_of))):
-        raise AnnotationError(f"{labels_path}: class ids are not 0..{len(label_of) - 1}")
+        raise OfficialAnnotationError(f"{labels_path}: class ids are not 0..{len(label_of) - 1}")
     classes = tuple(sorted(label_of, key=label_of.__getitem__))
     splits = (
         _read_v2_split(annotation_file(ann_dir, ("something-something-v2-train.json", "train.json")),

@@ -11,8 +11,8 @@ import posixpath
 from pathlib import Path
 
 from jobs.dataprep.listio import (
-    AnnotationError,
     Annotations,
+    OfficialAnnotationError,
     Sample,
     Split,
     annotation_file,
@@ -26,10 +26,10 @@ def read_class_index(path: Path) -> tuple[str, ...]:
     for lineno, line in numbered_lines(path):
         parts = line.split()
         if len(parts) != 2 or not parts[0].isdigit():
-            raise AnnotationError(f"{path}:{lineno}: expected '<index> <ClassName>', got {line!r}")
+            raise OfficialAnnotationError(f"{path}:{lineno}: expected '<index> <ClassName>', got {line!r}")
         by_index[int(parts[0])] = parts[1]
     if sorted(by_index) != list(range(1, len(by_index) + 1)):
-        raise AnnotationError(f"{path}: class indices are not 1..{len(by_index)}")
+        raise OfficialAnnotationError(f"{path}: class indices are not 1..{len(by_index)}")
     return tuple(by_index[i] for i in range(1, len(by_index) + 1))
 
 
@@ -43,9 +43,9 @@ def read_split_list(path: Path, label_of: dict[str, int]) -> tuple[Sample, ...]:
         # (HandStandPushups vs HandstandPushups), so fall back to a case-insensitive match.
         label = label_of.get(folder, label_of.get(folder.lower()))
         if label is None or len(parts) > 2:
-            raise AnnotationError(f"{path}:{lineno}: cannot read {line!r} (class folder {folder!r})")
+            raise OfficialAnnotationError(f"{path}:{lineno}: cannot read {line!r} (class folder {folder!r})")
         if len(parts) == 2 and parts[1] != str(label + 1):
-            raise AnnotationError(f"{path}:{lineno}: label {parts[1]} disagrees with classInd for {folder}")
+            raise OfficialAnnotationError(f"{path}:{lineno}: label {parts[1]} disagrees with classInd for {folder}")
         stem = posixpath.splitext(video)[0]
         samples.append(Sample((stem, posixpath.basename(stem)), (label,)))
     return tuple(samples)

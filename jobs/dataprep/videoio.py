@@ -1,13 +1,12 @@
 """Video inputs for the media steps: finding them, output sizes, and decoding with PyAV."""
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.dataprep.listio import VIDEO_EXTENSIONS
 from jobs.dataprep.runner import Failure, Task
+from jobs.media.discovery import find_media
 from pipelines.geometry import rescale_size
 
 
@@ -38,16 +37,6 @@ def target_size(width: int, height: int, resize: Resize, even: bool = False) -> 
     return w, h
 
 
-def find_videos(root: Path, extensions: frozenset[str] = VIDEO_EXTENSIONS) -> list[Path]:
-    """Video files under `root`, sorted; hidden files and folders (temp outputs) are skipped."""
-    found = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found += [Path(folder) / f for f in files
-                  if not f.startswith(".") and os.path.splitext(f)[1].lower() in extensions]
-    return sorted(found)
-
-
 def mirror_path(src: Path, src_root: Path, dst_root: Path, suffix: str = "") -> Path:
     """`src_root/a/b.avi` -> `dst_root/a/b<suffix>`: outputs keep the input's folder levels."""
     return Path(dst_root) / Path(src).relative_to(src_root).with_suffix(suffix)
@@ -57,7 +46,7 @@ def plan_tasks(src_root: Path, dst_root: Path, suffix: str) -> tuple[list[Task],
     """One task per video under `src_root`, output mirrored under `dst_root`; inputs that would
     share an output (`a.avi` and `a.mkv`) fail up front instead of overwriting each other."""
     tasks, failures, owner = [], [], {}
-    for src in find_videos(src_root):
+    for src in map(Path, find_media(src_root)[0]):
         dst = mirror_path(src, src_root, dst_root, suffix)
         if dst in owner:
             failures.append(Failure(str(src), f"output {dst} is already produced from {owner[dst]}"))
@@ -72,7 +61,7 @@ def temp_path(final: Path) -> Path:
     return final.with_name(f".{final.name}.part")
 
 
-def decode_frames(path: Path, resize: Resize = Resize(), fmt: str = "rgb24",
+def video_frames(path: Path, resize: Resize = Resize(), fmt: str = "rgb24",
                   interpolation: str = "BILINEAR") -> Iterator:
     """Decoded frames of the first video stream as av.VideoFrame in `fmt`, resized; raises on undecodable input.
 

@@ -5,15 +5,18 @@ import dataclasses
 import json
 from dataclasses import dataclass
 
-from jobs.training.config import Config
+from jobs.recipes.config import Config
+from pipelines.errors import UserError
 from pipelines.geometry import parse_wxh
-from pipelines.layout import ClipLayout
 
 FORMATS = ("onnx", "torchscript")
 INPUTS = ("uint8", "float")
 
 
-class ExportError(RuntimeError):
+DEFAULT_RTOL = 1e-4   # verify(): relative tolerance of an export's logits against PyTorch eager
+
+
+class ExportError(UserError, RuntimeError):
     """An export that cannot be made or read as asked; the message names the file."""
 
 
@@ -90,7 +93,7 @@ def spec_for(cfg: Config, fmt: str, *, views: int | None = None, batch: int = 1,
              input: str = "uint8", dynamic_batch: bool = False, config: str = "", checkpoint: str = "") -> ExportSpec:
     """The recipe's test input: V = the test views of one crop set (clips x clip_len for RGB, clips for flow, as
     the loader lays them out), C = 3 or 2 * clip_len, H x W = the test crop (pipelines/layout.py ClipLayout)."""
-    layout = ClipLayout.of(cfg.test.sampler, cfg.test.augment, flow=cfg.data.modality == "Flow")
+    layout = cfg.clip_layout("test")
     if size is None:
         size = (layout.out_h, layout.out_w)
     if views is None:

@@ -1,6 +1,6 @@
 """`--verify`: run the exported file and PyTorch eager on the same clips and compare the logits.
 
-Eager is the path `tsn test` takes (jobs/training/engine.py): `Normalize` on the uint8 clips, then TSN.forward,
+Eager is the path `tsn test` takes (jobs/training/loop.py): `Normalize` on the uint8 clips, then TSN.forward,
 so the in-graph normalisation is checked too. The check passes when max |exported - eager| <= rtol * max |eager|
 over the batch (fp32 on CPU measures 1e-7..1e-6 of the logit scale; rtol = 1e-4 leaves room for other kernels).
 """
@@ -14,12 +14,11 @@ import numpy as np
 import torch
 
 from jobs.exporting.formats import example_input, load_runner
-from jobs.exporting.spec import ExportSpec, VerifyFailed
-from jobs.training.config import Config
+from jobs.exporting.spec import DEFAULT_RTOL, ExportSpec, VerifyFailed
+from jobs.recipes.config import Config
 from model.tsn import TSN
 from pipelines.normalize import Normalize
 
-DEFAULT_RTOL = 1e-4
 MIN_SCALE = 1e-6              # an all-zero reference must not make every difference a failure by 0 / 0
 
 
@@ -62,7 +61,7 @@ def real_clips(cfg: Config, spec: ExportSpec) -> tuple[torch.Tensor | None, str]
     test_list = cfg.data.test_list
     if not test_list or not os.path.isfile(test_list):
         return None, f"real-clip check skipped: no test data ({test_list or 'data.test_list is empty'} not found)"
-    from jobs.training.loaders import build_loader
+    from jobs.recipes.loaders import build_loader
     loader = build_loader(cfg, "test", batch=spec.batch)
     batch = next(iter(loader))
     clips = batch.clips                                       # (B, V_test, C, H, W) uint8

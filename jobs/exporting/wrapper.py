@@ -7,8 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from jobs.exporting.spec import ExportError
-from jobs.training.config import Config, load_config
-from jobs.training.weights import load_for_eval
+from jobs.recipes.config import Config, load_config
+from jobs.runtime.weights import load_for_eval
 from model.tsn import TSN
 from pipelines.normalize import Normalize
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from jobs.profiling.timing import Timing, forever, time_batches
-from jobs.training.config import Config
-from jobs.training.loaders import build_loader, settings
+from jobs.recipes.config import Config
+from jobs.recipes.loaders import build_loader, settings
 from pipelines.readers import ReaderKind
 
 PER_OP_NOTE = ("DALI 2.4 has no per-operator timing on the CPU backend (executor_statistics() reports memory "

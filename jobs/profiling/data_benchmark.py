@@ -13,13 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.profiling.report import table
-from jobs.training.config import load_config
-from jobs.training.tester import test_checkpoint
-from jobs.training.trainer import train
+from jobs.recipes.config import load_config
 
 SIZES = {"340x256": "340x256", "320p": "short-side 320", "256p": "short-side 256"}
 AUGMENTS = {"multiscalecrop": "MultiScaleCrop", "randomresizedcrop": "RandomResizedCrop"}
-PROTOCOLS = {"10crop": "25x10 frames", "3crop": "25x3 frames"}
+BENCH_PROTOCOLS = {"10crop": "25x10 frames", "3crop": "25x3 frames"}
 SMOKE_NOTE = ("accuracy on synthetic data is a smoke check of the grid (does every cell train and test?), "
               "not a model-zoo number; throughput is measured on this machine")
 
@@ -58,6 +56,8 @@ def clips_per_s(cfg, split: str, batches: int, device: str) -> dict:
 
 def run_cell(size: str, augment: str, data: list[str], small: Small, work_dir: Path, device: str, say) -> list[dict]:
     """Train one (size, augmentation) recipe, then test it with both protocols; one row per protocol."""
+    from jobs.evaluation.tester import test_checkpoint
+    from jobs.training.trainer import train
     cfg = load_config(train_recipe(augment, size), small.overrides(data))
     cell_dir = work_dir / cfg.name
     say(f"[{size} {augment}] training {small.arch} for {small.epochs} epochs")
@@ -65,14 +65,14 @@ def run_cell(size: str, augment: str, data: list[str], small: Small, work_dir: P
     checkpoint = cell_dir / f"epoch_{small.epochs}.pth"
     train_speed = clips_per_s(cfg, "train", small.throughput_batches, device)
     rows = []
-    for protocol in PROTOCOLS:
+    for protocol in BENCH_PROTOCOLS:
         tcfg = load_config(eval_recipe(size, protocol), small.overrides(data) + ["data.train_list=", "data.val_list="])
-        say(f"[{size} {augment}] testing {PROTOCOLS[protocol]}")
+        say(f"[{size} {augment}] testing {BENCH_PROTOCOLS[protocol]}")
         result = test_checkpoint(tcfg, str(checkpoint), device="cuda" if device == "gpu" else "cpu", say=lambda m: None)
         metrics = result["metrics"]
         test_speed = clips_per_s(tcfg, "test", small.throughput_batches, device)
         rows.append({"config": cfg.name, "resolution": SIZES[size], "training augmentation": AUGMENTS[augment],
-                     "testing protocol": PROTOCOLS[protocol], "top1 acc": 100 * metrics["top1_acc"],
+                     "testing protocol": BENCH_PROTOCOLS[protocol], "top1 acc": 100 * metrics["top1_acc"],
                      "top5 acc": 100 * metrics["top5_acc"], "train clips/s": train_speed["clips_per_s"],
                      "test videos/s": test_speed["clips_per_s"], "test views/s": test_speed["views_per_s"],
                      "videos tested": result["evaluated"]})

@@ -14,11 +14,13 @@ from collections.abc import Callable
 
 import torch
 
+from jobs.evaluation.scoring import predict_views
 from jobs.profiling.timing import forever, latency_summary, time_calls
-from jobs.training.config import Config
-from jobs.training.engine import Trainer, make_amp, predict_views, train_step
+from jobs.recipes.config import Config
+from jobs.runtime.amp import make_amp
+from jobs.runtime.distributed import Dist
+from jobs.training.loop import Trainer, train_step
 from model.tsn import build_tsn, param_groups
-from pipelines.layout import ClipLayout
 
 LOADER_BOUND = 0.10      # a data_time share above this means the model waits on the loader
 
@@ -34,8 +36,7 @@ def _sync(dev: torch.device):
 
 def views_and_shape(cfg: Config, split: str) -> tuple[int, tuple[int, int, int]]:
     """Views per video and (C, H, W) of each, as the recipe's `split` pipeline produces them."""
-    part = getattr(cfg, split)
-    layout = ClipLayout.of(part.sampler, part.augment, flow=cfg.data.modality == "Flow")
+    layout = cfg.clip_layout(split)
     return layout.views, (layout.channels, layout.out_h, layout.out_w)
 
 
@@ -49,7 +50,9 @@ def make_trainer(cfg: Config, dev: torch.device) -> Trainer:
                                 weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     amp, scaler = make_amp(cfg.runtime.amp, dev)
-    return Trainer(model, optimizer, scheduler, scaler, amp, cfg.normalize, dev, o.loss, o.loss_weight, o.grad_clip)
+    return Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,
+                   normalize=cfg.normalize, loss=o.loss, loss_weight=o.loss_weight, grad_clip=o.grad_clip,
+                   dist=Dist(device=dev))
 
 
 def profile_model(cfg: Config, *, device: str, warmup: int, iters: int, train_batch: int | None = None,
@@ -114,7 +117,7 @@ def run_steps(trainer: Trainer, batches, *, warmup: int, count: int) -> dict:
 
 def prepare_step(cfg: Config, device: str):
     """The training loader, built before any CUDA work (see profile_data.Prepared)."""
-    from jobs.training.loaders import build_loader
+    from jobs.recipes.loaders import build_loader
     return build_loader(cfg, "train", device=device, device_id=0 if device == "gpu" else None)
 
 
@@ -128,7 +131,7 @@ def profile_step(cfg: Config, loader, *, device: str, warmup: int, iters: int, c
            "dali": run_steps(trainer, forever(lambda: loader), warmup=warmup, count=iters)}
     if compare:
         from jobs.profiling.reference_loader import build_reference_loader, decoders_for, missing
-        from jobs.training.loaders import settings
+        from jobs.recipes.loaders import settings
         workers = ref_workers or settings(cfg, device).threads
         decoder = next(d for d in decoders_for(cfg.data.source) if not missing(d))   # MMAction2's if installed
         say(f"[step] training loop on the reference DataLoader ({decoder}, {workers} workers)")

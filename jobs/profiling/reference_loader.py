@@ -30,8 +30,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler, default_collate
 
-from jobs.training.config import Config
-from jobs.training.loaders import batch_size, load_records
+from jobs.recipes.config import Config
+from jobs.recipes.loaders import batch_size, load_records
 from pipelines.annotations import FrameLayout, VideoRecord
 from pipelines.geometry import Augment, View, plan_views, rescale_size
 from pipelines.loader import Batch
@@ -248,18 +248,18 @@ def build_reference_loader(cfg: Config, split: str, *, workers: int, prefetch_fa
                            batch: int | None = None, decoder: str | None = None) -> DataLoader:
     """A DataLoader yielding the same batches (same videos, frames and boxes) as build_loader(cfg, split).
     `decoder`: one of decoders_for(cfg.data.source); default the first (OpenCV for frames, decord for videos)."""
-    if cfg.data.modality != "RGB":
+    if cfg.data.is_flow:
         raise ValueError("the reference loader covers RGB recipes only")
     choices = decoders_for(cfg.data.source)
     decoder = decoder or choices[0]
     if decoder not in choices:
         raise ValueError(f"reference decoder {decoder!r} does not read {cfg.data.source}; choose from {choices}")
     part = getattr(cfg, split)
-    spec = ReferenceSpec(cfg.data.source, decoder, FrameLayout(cfg.data.filename_tmpl, cfg.data.first_index, "RGB"),
+    spec = ReferenceSpec(cfg.data.source, decoder, cfg.data.frame_layout,
                          part.sampler, part.augment, cfg.data.first_index, cfg.runtime.seed)
     records = load_records(cfg, split)
     if cfg.data.source == "video":
-        from jobs.training.loaders import index_videos, split_files
+        from jobs.recipes.loaders import index_videos, split_files
         records, _ = index_videos(records, split_files(cfg, split)[0], strict=True, workers=workers)
     sampler = EpochBatches(len(records), batch or batch_size(cfg, split), shuffle=split == "train",
                            seed=cfg.runtime.seed)

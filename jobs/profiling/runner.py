@@ -10,10 +10,42 @@ from __future__ import annotations
 
 import os
 import platform
+from dataclasses import dataclass
 
-from jobs.training.config import Config
+from jobs.recipes.config import Config
 
 MODES = ("data", "model", "step")
+
+
+@dataclass(frozen=True)
+class ProfileOptions:
+    """What `tsn profile` times and how long: the command's knobs, passed as one value."""
+
+    modes: tuple[str, ...] = ("data",)      # of MODES
+    splits: tuple[str, ...] = ("train",)    # data mode: which protocol's pipeline
+    device: str = "cpu"                     # where the DALI graph runs: "cpu" | "gpu"
+    compare: bool = False                   # also the PyTorch DataLoader baselines
+    warmup: int | None = None               # untimed batches / iterations (None: defaults())
+    iters: int | None = None                # timed batches in data and step modes (None: defaults())
+    model_iters: int | None = None          # timed videos in model mode (None: defaults())
+    detail: bool = True                     # data mode: also the decode-only / source-only graphs, the ceiling
+    train_batch: int | None = None          # model mode: videos per training step (None: the recipe's)
+    ref_workers: int | None = None          # baseline DataLoader workers (None: data.threads)
+
+    def __post_init__(self):
+        unknown = [m for m in self.modes if m not in MODES]
+        if unknown:
+            raise ValueError(f"profile modes must be among {MODES}, got {unknown}")
+
+
+@dataclass(frozen=True)
+class SyntheticData:
+    """`tsn profile --synthetic`: generated JPEG frames instead of the recipe's data."""
+
+    size: str                               # WxH, 340x256, 320p, 256p
+    root: str = "work_dirs/synthetic"       # cached here
+    videos_per_class: int = 8
+    repeat: int = 20                        # each video listed this many times (real-sized epochs, same files)
 
 
 def machine() -> dict:
@@ -36,15 +68,14 @@ def defaults(mode: str, device: str, warmup: int | None, iters: int | None) -> t
     return (5 if warmup is None else warmup), (iters or 30)
 
 
-def run(cfg: Config, *, modes: tuple[str, ...], splits: tuple[str, ...] = ("train",), device: str = "cpu",
-        compare: bool = False, warmup: int | None = None, iters: int | None = None, detail: bool = True,
-        train_batch: int | None = None, ref_workers: int | None = None, model_iters: int | None = None,
-        variants: list | None = None, say=print) -> dict:
+def run(cfg: Config, opts: ProfileOptions, *, variants: list | None = None, say=print) -> dict:
     """The whole profile as one dict (the JSON written by --out). variants: [(Variant, its Config)]."""
+    modes, splits, device, compare, detail = opts.modes, opts.splits, opts.device, opts.compare, opts.detail
+    warmup, iters, ref_workers = opts.warmup, opts.iters, opts.ref_workers
     from jobs.profiling.data import prepare_data, profile_data
     from jobs.profiling.model import prepare_step, profile_model, profile_step
     from jobs.profiling.variants import profile_variants
-    from jobs.training.loaders import settings
+    from jobs.recipes.loaders import settings
     rows = None
     if variants:        # first, and each loader closed after its timing: nothing else is built yet
         w, n = defaults("data", device, warmup, iters)
@@ -66,15 +97,16 @@ def run(cfg: Config, *, modes: tuple[str, ...], splits: tuple[str, ...] = ("trai
         report["step"] = profile_step(cfg, step_loader, device=device, warmup=w, iters=n, compare=compare,
                                       ref_workers=ref_workers, say=say)
     if "model" in modes:
-        w, n = defaults("model", device, warmup, model_iters)
-        report["model"] = profile_model(cfg, device=device, warmup=w, iters=n, train_batch=train_batch, say=say)
+        w, n = defaults("model", device, warmup, opts.model_iters)
+        report["model"] = profile_model(cfg, device=device, warmup=w, iters=n, train_batch=opts.train_batch, say=say)
     return report
 
 
-def synthetic_overrides(size: str, root: str, videos_per_class: int, repeat: int, say) -> list[str]:
+def synthetic_overrides(data: SyntheticData, say) -> list[str]:
     from jobs.dataprep.synthetic import ensure_dataset, overrides, parse_size
-    w, h = parse_size(size)
-    say(f"synthetic data: {w}x{h} JPEG frames, {videos_per_class} training videos per class (cached under {root})")
-    return overrides(ensure_dataset(root, w, h, videos_per_class=videos_per_class), repeat=repeat)
+    w, h = parse_size(data.size)
+    say(f"synthetic data: {w}x{h} JPEG frames, {data.videos_per_class} training videos per class (cached under "
+        f"{data.root})")
+    return overrides(ensure_dataset(data.root, w, h, videos_per_class=data.videos_per_class), repeat=data.repeat)
 
 

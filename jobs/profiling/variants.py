@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from jobs.profiling.data import rates
 from jobs.profiling.timing import forever, time_batches
-from jobs.training.config import Config, ConfigError
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import Config, ConfigError
+from jobs.recipes.loaders import build_loader
 
 
 @dataclass(frozen=True)

@@ -28,19 +28,20 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import multiprocessing
 import statistics
 import time
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from PIL import Image
 
-from pipelines import pyav_decode
-from pipelines.pyav_decode import DecodeOptions
 from pipelines.sampling import Sampler, video_rng
+from pipelines.spawn import spawn_pool
+
+if TYPE_CHECKING:
+    from pipelines.pyav_decode import DecodeOptions
 
 FPS = 30
 
@@ -74,6 +75,7 @@ KINDS = (
 def render(width: int, height: int, frames: int, seed: int):
     """Frames (H, W, 3) uint8: a texture (four octaves of smooth noise) panned on a slow ellipse, four anti-aliased
     discs moving across it, and +-4 levels of per-frame noise: everything moves, nothing is flat."""
+    from PIL import Image
     rng = np.random.default_rng(seed)
     tw, th = 2 * width, 2 * height
     tex = np.zeros((th, tw, 3), np.float32)
@@ -152,12 +154,13 @@ def make_videos(root: Path, kind: Kind, count: int) -> list[Path]:
 
 @dataclass(frozen=True)
 class Ours:
-    options: DecodeOptions = DecodeOptions()
+    options: DecodeOptions | None = None      # None: pipelines/pyav_decode.py's defaults (PyAV loads on first use)
     label: str = "ours"
 
     def __call__(self, path: str, indices: np.ndarray) -> np.ndarray:
+        from pipelines import pyav_decode
         pyav_decode.clear_table_cache()          # a real epoch reads each video once: no cached table
-        return pyav_decode.decode_sampled_frames(path, indices, options=self.options)
+        return pyav_decode.decode_sampled_frames(path, indices, options=self.options or pyav_decode.DEFAULT_OPTIONS)
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ class Decord:
 
 def parse_variant(text: str) -> Ours:
     """'threads=2,thread_type=FRAME,skip_nonref=0' -> Ours with those DecodeOptions fields."""
+    from pipelines.pyav_decode import DecodeOptions
     fields = {f.name: f.type for f in dataclasses.fields(DecodeOptions)}
     values = {}
     for part in filter(None, text.split(",")):
@@ -220,7 +224,7 @@ def time_run(decoder, clips: list[Clip], pool) -> tuple[float, float]:
     """(clips/s, CPU ms per clip) of one pass over `clips` (spread over the pool's processes, or in this one)."""
     jobs = [(decoder, c) for c in clips]
     start = time.perf_counter()
-    cpu = list(map(_run_clip, jobs)) if pool is None else pool.map(_run_clip, jobs, chunksize=1)
+    cpu = list(map(_run_clip, jobs)) if pool is None else list(pool.map(_run_clip, jobs, chunksize=1))
     return len(clips) / (time.perf_counter() - start), 1e3 * sum(cpu) / len(clips)
 
 
@@ -263,7 +267,7 @@ def compare(decoders: list, clips: list[Clip], *, rounds: int, pool, workers: in
 
 
 def samplers(recipe: str) -> dict[str, Sampler]:
-    from jobs.training.config import load_config
+    from jobs.recipes.config import load_config
     cfg = load_config(recipe)
     return {"train": cfg.train.sampler, "test": cfg.test.sampler}
 
@@ -273,8 +277,7 @@ def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: i
     """One row per (kind, protocol)."""
     decoders = [Decord(), Ours(), *variants]
     rows = []
-    ctx = multiprocessing.get_context("spawn")      # no inherited decoder threads or DALI state
-    with ctx.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    with spawn_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
         for kind in kinds:
             say(f"[video-decode] files: {kind.name}")
             paths = make_videos(root, kind, files)

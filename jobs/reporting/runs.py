@@ -1,6 +1,6 @@
 """log.jsonl -> one `Run`: the train records (one per log interval) and the val records (one per validation).
 
-Train lines carry means over the iterations since the previous line of the same epoch (jobs/training/engine.py
+Train lines carry means over the iterations since the previous line of the same epoch (jobs/training/loop.py
 `train_one_epoch`): `time` is the step alone (forward, backward, optimiser), `data_time` the wait for the batch.
 A work dir resumed (or retrained) appends to the same file: a train line at or before one already read starts
 over from there, so the records a resume redid are replaced, not counted twice.
@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipelines.errors import UserError
+
 LOG_NAME = "log.jsonl"
 TRAIN_KEYS = ("epoch", "iter", "lr", "loss", "time", "data_time")
 
 
-class ReportError(ValueError):
+class ReportError(UserError, ValueError):
     """A log that cannot be read; the message names the file (and line)."""
 
 

@@ -44,7 +44,7 @@ def _weighted(records: list[TrainRecord], key) -> float:
 
 
 def headline_metric(run: Run) -> str | None:
-    """top1_acc when logged, else the first metric of the first validation (jobs/training/evaluation.headline)."""
+    """top1_acc when logged, else the first metric of the first validation (jobs/evaluation/metrics.headline)."""
     if not run.val:
         return None
     first = run.val[0].metrics

@@ -1,4 +1,4 @@
-"""The fusion table (rows of jobs/training/fusion.fuse) as files: JSON for machines, Markdown for the README."""
+"""The fusion table (rows of jobs/evaluation/fusion.fuse) as files: JSON for machines, Markdown for the README."""
 from __future__ import annotations
 
 import json

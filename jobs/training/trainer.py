@@ -10,15 +10,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from jobs.training import checkpoint as ckpt
-from jobs.training.config import Config, dump_config
-from jobs.training.distributed import Dist, exit_on_error, init_distributed, shutdown, unwrap, wrap_ddp
-from jobs.training.engine import Trainer, build_sgd, evaluate, make_amp, train_one_epoch
-from jobs.training.evaluation import compute_metrics, headline
-from jobs.training.loaders import build_loader
+from jobs.evaluation.metrics import compute_metrics, headline
+from jobs.evaluation.scoring import evaluate
+from jobs.recipes.config import Config, dump_config
+from jobs.recipes.loaders import build_loader
+from jobs.runtime import checkpoint as ckpt
+from jobs.runtime.amp import make_amp
+from jobs.runtime.distributed import Dist, exit_on_error, init_distributed, shutdown, unwrap, wrap_ddp
+from jobs.runtime.weights import build_model
 from jobs.training.logs import Logger
+from jobs.training.loop import Trainer, build_sgd, train_one_epoch
 from jobs.training.schedule import StepSchedule
-from jobs.training.weights import build_model
 from model.tsn import param_groups
 from pipelines.sharding import Shard
 
@@ -138,8 +140,8 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
         set_rng_state(state["rng"])
         log.info(f"resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}, "
                  f"lr {optimizer.param_groups[0]['lr']:g}")
-    trainer = Trainer(wrap_ddp(model, dist), optimizer, scheduler, scaler, amp, cfg.normalize, dist.device,
-                      o.loss, o.loss_weight, o.grad_clip, dist)
+    trainer = Trainer(model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,
+                      normalize=cfg.normalize, loss=o.loss, loss_weight=o.loss_weight, grad_clip=o.grad_clip, dist=dist)
     final = {}
     for epoch in range(start_epoch, o.epochs):
         iteration = train_one_epoch(trainer, train_loader, epoch, iteration, log, cfg.runtime.log_interval)

@@ -42,7 +42,7 @@ def hits(path: Path) -> list[str]:
 
 def test_scan_sees_the_repository():
     names = {rel(p) for p in repo_files()}
-    assert {"README.md", "jobs/cli.py", "pipelines/graph.py", "jobs/configs/_base_tsn_r50_rgb.toml"} <= names
+    assert {"README.md", "jobs/cli.py", "pipelines/graph.py", "jobs/recipes/_base_tsn_r50_rgb.toml"} <= names
     assert not any(n.startswith(".venv/") for n in names)
 
 

@@ -1,5 +1,9 @@
-"""Every expected error, run as a user runs it (a subprocess): one line `tsn <job>: error: ...` naming the file
-(and line), exit status 1, no traceback; `tsn --debug` / TSN_DEBUG=1 show the traceback, a bug keeps it."""
+"""Every expected error as a user meets it: one line `tsn <job>: error: ...` naming the file (and line), exit status
+1, no traceback; `tsn --debug` / TSN_DEBUG=1 show the traceback, a bug keeps it.
+
+The errors run in this interpreter (`tsn`: click's CliRunner through the group's own handling, jobs/console/errors.py
+`run`, exactly what the console script calls); what only a new process shows (the traceback on stderr, `python
+jobs/<job>.py`) runs as real subprocesses (`tsn_process`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,23 +12,38 @@ import os
 import shutil
 import subprocess
 import sys
+import traceback
 import zipfile
+from types import SimpleNamespace
 
 import click
 import pytest
 import torch
+from click.testing import CliRunner
 
+from jobs.cli import cli
 from jobs.console import errors
-from jobs.training.checkpoint import write_checkpoint
-from jobs.training.config import config_dict, load_config
-from jobs.training.weights import build_model
+from jobs.recipes.config import config_dict, load_config
+from jobs.runtime.checkpoint import write_checkpoint
+from jobs.runtime.weights import build_model
 from tests.helpers import ROOT, synthetic_overrides
 
 RECIPE = "tsn_r18_synthetic_rgb"
 FAST = ["data.workers=1", "data.videos_per_gpu=4", "optim.epochs=1", "test.sampler.num_clips=3"]
 
 
-def tsn(*args, script: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
+def tsn(*args, env: dict | None = None) -> SimpleNamespace:
+    """`tsn ARGS` in this interpreter, without TSN_DEBUG: (returncode, stdout, stderr) as a process would give them;
+    an exception that escapes (a bug, or an expected error not recognised) is written to stderr with its traceback,
+    as the interpreter would."""
+    result = CliRunner().invoke(cli, [str(a) for a in args], env={errors.DEBUG_ENV: None, **(env or {})})
+    stderr = result.stderr
+    if result.exc_info is not None and result.exc_info[0] is not SystemExit:
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return SimpleNamespace(returncode=result.exit_code, stdout=result.stdout, stderr=stderr)
+
+
+def tsn_process(*args, script: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
     """`python -m jobs.cli ARGS` (or `python jobs/<script>.py ARGS`) from the repo root, without TSN_DEBUG."""
     argv = [sys.executable, f"jobs/{script}.py"] if script else [sys.executable, "-m", "jobs.cli"]
     environ = {k: v for k, v in os.environ.items() if k != errors.DEBUG_ENV}
@@ -37,7 +56,7 @@ def opts(items) -> list[str]:
     return [x for item in items for x in ("--cfg-options", item)]
 
 
-def one_line_error(result: subprocess.CompletedProcess, job: str, *needles: str) -> str:
+def one_line_error(result, job: str, *needles: str) -> str:
     """Assert the one-line error shape; returns the error line."""
     assert result.returncode == 1, (result.returncode, result.stderr[-3000:])
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -315,18 +334,19 @@ def test_missing_pretrained_file(tmp_path, data):
 
 def test_debug_flag_and_env_show_the_traceback(tmp_path):
     bad = write(tmp_path, "bad.toml", "[model]\nfoo = 1\n")
-    for result in (tsn("--debug", "train", bad), tsn("train", bad, env={errors.DEBUG_ENV: "1"})):
+    for result in (tsn_process("--debug", "train", bad), tsn_process("train", bad, env={errors.DEBUG_ENV: "1"})):
         assert result.returncode == 1
         assert "Traceback (most recent call last)" in result.stderr
-        assert "jobs.training.config.ConfigError: " in result.stderr and "model.foo: unknown key" in result.stderr
+        assert "jobs.recipes.config.ConfigError: " in result.stderr and "model.foo: unknown key" in result.stderr
 
 
 def test_scripts_report_errors_the_same_way(tmp_path):
     bad = write(tmp_path, "bad.toml", "[model]\nfoo = 1\n")
-    one_line_error(tsn(bad, script="train"), "train", f"{bad}: model.foo: unknown key")
-    one_line_error(tsn(tmp_path / "gone.pth", script="test"), "test", "gone.pth: checkpoint not found")
-    one_line_error(tsn("check", "tsn_nope", script="prepare"), "prepare check", "tsn_nope: no such config file")
-    debug = tsn("--debug", bad, script="train")
+    one_line_error(tsn_process(bad, script="train"), "train", f"{bad}: model.foo: unknown key")
+    one_line_error(tsn_process(tmp_path / "gone.pth", script="test"), "test", "gone.pth: checkpoint not found")
+    one_line_error(tsn_process("check", "tsn_nope", script="prepare"), "prepare check", "tsn_nope: no such config file")
+    one_line_error(tsn_process("test", tmp_path / "gone.pth"), "test", "gone.pth: checkpoint not found")   # the group
+    debug = tsn_process("--debug", bad, script="train")
     assert debug.returncode == 1 and "Traceback (most recent call last)" in debug.stderr
 
 
@@ -345,3 +365,14 @@ def test_usage_errors_stay_clicks(tmp_path):
     result = tsn("train", "--no-such-option")
     assert result.returncode == 2 and "No such option '--no-such-option'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_in_process_runner_shows_what_escapes(monkeypatch):
+    """A bug inside a command (here: no recipe folder object at all) reaches the in-process `tsn`'s stderr as a
+    traceback, so `one_line_error` fails on it as it would on a process's stderr."""
+    monkeypatch.setattr("jobs.recipes.config.CONFIG_DIR", None)
+    result = tsn("configs")
+    assert result.returncode == 1 and "Traceback (most recent call last)" in result.stderr
+    assert "AttributeError" in result.stderr
+    with pytest.raises(AssertionError):
+        one_line_error(result, "configs")

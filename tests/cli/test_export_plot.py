@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from jobs.cli import cli
+from jobs.recipes.config import load_config
 from jobs.reporting import read_run, summarize
-from jobs.training.config import load_config
-from jobs.training.weights import build_model
+from jobs.runtime.weights import build_model
 
 RGB = "tsn_r18_synthetic_rgb"
 

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import cli
-from jobs.training.evaluation import compute_metrics
-from jobs.training.metrics import softmax
+from jobs.evaluation.metrics import compute_metrics, softmax
+from jobs.media.naming import count_frames
 from pipelines.synthetic_data import PALETTE
 from tests.helpers import colour_checkpoint
 
@@ -62,12 +62,33 @@ def test_folder_recursive_with_frame_folders(synthetic_root, checkpoint, tmp_pat
         rows = list(csv.DictReader(f))
     assert [r["path"] for r in rows] == [str(root / "a" / "val_0000.mp4"), str(root / "b" / "c" / "val_0001.webm"),
                                          str(root / "frames" / "val_0002")]
-    # The frame folder scores as the single-input command scores it (its JPEG frames, the same recipe; that mode
-    # keeps the video recipe's start_index 0, so it is told that these frames count from 1).
+    # The frame folder scores as the single-input command scores it (its JPEG frames, the same recipe switched to
+    # frame folders the same way: a video recipe's start_index 0 does not apply to img_00001.jpg files).
     single = json.loads(invoke("predict", RECIPE, checkpoint, root / "frames" / "val_0002", "--json", "--topk", 12,
-                               *FAST, "--cfg-options", "data.start_index=1").output)
+                               *FAST).output)
     got = {int(rows[2][f"top{i}_label"]): float(rows[2][f"top{i}_score"]) for i in range(1, 13)}
     assert got == pytest.approx({t["label"]: t["score"] for t in single["topk"]}, rel=1e-5, abs=1e-12)
+
+
+def test_a_folder_with_a_gap_counts_the_same_alone_and_under_a_parent(synthetic_root, checkpoint, tmp_path):
+    """One frame-counting rule (jobs/media/naming.py count_frames: every file named like the template): a folder
+    whose img_00002.jpg is missing has 23 frames whether it is given alone or found under its parent, so both give
+    the same scores. (The consecutive run from img_00001.jpg would be 1 frame: a different clip, other scores.)"""
+    folder = tmp_path / "parent" / "gappy"
+    shutil.copytree(synthetic_root / "rawframes" / "val_0002", folder)
+    (folder / "img_00002.jpg").unlink()
+    files = sorted(p.name for p in folder.glob("img_*.jpg"))      # the folder also holds the x_/y_ flow frames
+    assert len(files) == 23 and files[0] == "img_00001.jpg" and files[1] == "img_00003.jpg"
+    assert count_frames(folder, "img_{:05}.jpg") == 23
+    # 3 test clips over 23 frames sample frames 4, 12 and 20 (MMAction2 SampleFrames, test mode): never the gap.
+    opts = [*FAST, "--cfg-options", "test.sampler.num_clips=3", "--topk", 12]
+    alone = json.loads(invoke("predict", RECIPE, checkpoint, folder, "--json", *opts).output)["topk"]
+    out = tmp_path / "rows.jsonl"
+    invoke("predict", RECIPE, checkpoint, folder.parent, "--out", out, *opts)
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert row["path"] == str(folder)
+    assert {t["label"]: t["score"] for t in row["topk"]} == pytest.approx(
+        {t["label"]: t["score"] for t in alone}, rel=1e-6, abs=1e-12)
 
 
 def test_list_rows_and_metrics(synthetic_root, checkpoint, tmp_path):

@@ -118,7 +118,7 @@ class CountingReader(PyAVReader):
 @pytest.mark.parametrize("seconds", [8, 32])
 def test_frames_decoded_per_window_do_not_grow_with_the_video(tmp_path, checkpoint, monkeypatch, seconds):
     log = tmp_path / "reads.jsonl"
-    monkeypatch.setattr("jobs.training.loaders.PyAVReader", functools.partial(CountingReader, log=str(log)))
+    monkeypatch.setattr("jobs.recipes.loaders.PyAVReader", functools.partial(CountingReader, log=str(log)))
     video = two_colour_cfr(tmp_path / "long.mp4", seconds=seconds, change_s=seconds / 2)
     out = tmp_path / "t.jsonl"
     result = predict(checkpoint, video, "--window", 2, "--out", out, *FAST)

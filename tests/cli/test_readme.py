@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import re
 
+import click
 import pytest
 from click.testing import CliRunner
 
 from jobs.cli import cli
-from jobs.training.config import load_config, shipped_configs
+from jobs.recipes.config import load_config, shipped_configs
 from tests.helpers import ROOT
 
 README = ROOT / "README.md"
@@ -153,10 +154,11 @@ def test_doc_command_exists_with_its_options(where, words):
         return
     path, group = [], cli
     for word in words:                       # descend through groups: `tsn prepare flow`, `tsn bench data-benchmark`
-        if not hasattr(group, "commands") or word not in group.commands:
+        sub = group.get_command(click.Context(group), word) if isinstance(group, click.Group) else None
+        if sub is None:
             break
         path.append(word)
-        group = group.commands[word]
+        group = sub
     assert path, f"{where}: {words[0]!r} is not a tsn command"
     result = CliRunner().invoke(cli, path + ["--help"])
     assert result.exit_code == 0, f"{where}: `tsn {' '.join(path)} --help` failed\n{result.output}"

@@ -361,8 +361,8 @@ def loader_parity(root: str, recipe: str, kind: str, split: str, overrides: list
 
 def _parity(root, recipe, kind, split, overrides, device, batches, tol, dev_overrides, ref_overrides):
     from jobs.dataprep.synthetic import data_overrides
-    from jobs.training.config import load_config
-    from jobs.training.loaders import build_loader
+    from jobs.recipes.config import load_config
+    from jobs.recipes.loaders import build_loader
     base = data_overrides(Path(root), kind) + list(overrides)
     ref_cfg = load_config(recipe, base + list(ref_overrides))
     dev_cfg = load_config(recipe, base + list(dev_overrides))
@@ -379,7 +379,7 @@ def _parity(root, recipe, kind, split, overrides, device, batches, tol, dev_over
     t_dev = time.perf_counter() - t0
     out = {"recipe": recipe, "split": split, "kind": kind, "device": device, "tolerance_mean_abs": tol,
            "seconds_ref": t_ref, "seconds_dev": t_dev, **compare_batches(ref, dev)}
-    if ref_cfg.data.modality == "Flow":
+    if ref_cfg.data.is_flow:
         list_file = Path(root) / f"{'train' if split == 'train' else 'val'}_list_{kind}.txt"
         out["flow_flips"] = {"ref": flow_flips(ref, list_file), "dev": flow_flips(dev, list_file)}
         out["inverted_views"] = out["flow_flips"]["ref"]["flipped_views"]
@@ -456,9 +456,9 @@ def amp_train(root: str, recipe: str, device: str, iterations: int, overrides: l
 
     from jobs.dataprep.synthetic import data_overrides
     from jobs.profiling.model import make_trainer, torch_device
-    from jobs.training.config import load_config
-    from jobs.training.engine import train_step
-    from jobs.training.loaders import build_loader
+    from jobs.recipes.config import load_config
+    from jobs.recipes.loaders import build_loader
+    from jobs.training.loop import train_step
     cfg = load_config(recipe, data_overrides(Path(root), "rawframes") + list(overrides) + ["runtime.amp=true"])
     loader = build_loader(cfg, "train", device=device, device_id=0 if device == "gpu" else None)
     dev = torch_device(device)

@@ -78,8 +78,8 @@ def test_verdicts():
 def test_flow_flip_detector_on_real_loaders(synthetic_root):
     """val has no flip (flip count must be 0); train flips half the videos (some must be found) on the same set."""
     from jobs.dataprep.synthetic import data_overrides
-    from jobs.training.config import load_config
-    from jobs.training.loaders import build_loader
+    from jobs.recipes.config import load_config
+    from jobs.recipes.loaders import build_loader
     cfg = load_config("tsn_r50_320p_1x1x3_110e_kinetics400_flow", data_overrides(synthetic_root, "flow") + [
         "data.workers=1", "data.videos_per_gpu=8", "data.val_videos_per_gpu=12"])
     val = list(build_loader(cfg, "val"))

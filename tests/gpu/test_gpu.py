@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.training.config import load_config
-from jobs.training.engine import Trainer, make_amp, train_step
-from jobs.training.loaders import build_loader
-from jobs.training.weights import build_model
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
+from jobs.runtime.amp import make_amp
+from jobs.runtime.distributed import Dist
+from jobs.runtime.weights import build_model
+from jobs.training.loop import Trainer, train_step
 from pipelines.normalize import Normalize
 from tests.helpers import synthetic_overrides
 
@@ -62,6 +64,7 @@ def test_cuda_amp_train_step(synthetic_root):
     amp, scaler = make_amp(True, device)
     expected = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     assert amp.dtype == expected and scaler.is_enabled() == (expected == torch.float16)
-    t = Trainer(model, opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0), scaler, amp, Normalize(), device)
+    t = Trainer(model=model, optimizer=opt, scheduler=torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0),
+                scaler=scaler, amp=amp, normalize=Normalize(), dist=Dist(device=device))
     losses = [train_step(t, batch.clips, batch.labels) for _ in range(6)]
     assert np.isfinite(losses).all() and losses[-1] < losses[0]

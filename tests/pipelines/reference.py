@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipelines.annotations import FrameLayout
 from pipelines.geometry import plan_views, rescale_size
 from pipelines.sampling import video_rng
 
@@ -26,13 +25,13 @@ def decode_video_frames(path, indices) -> list[np.ndarray]:
 def reference_views(cfg, split, record, video, epoch=0):
     """Independent pixels for one video: list over views of (frames, H, W, C) uint8."""
     d, part = cfg.data, getattr(cfg, split)
-    flow = d.modality == "Flow"
+    flow = d.is_flow
     rng = video_rng(cfg.runtime.seed, epoch, video)
     indices = part.sampler(record.total_frames, d.first_index, rng)
     if d.source == "video":
         images = decode_video_frames(record.path, indices)
     else:
-        files = FrameLayout(d.filename_tmpl, d.first_index, d.modality).frame_paths(record, indices)
+        files = d.frame_layout.frame_paths(record, indices)
         images = [np.asarray(Image.open(f).convert("L" if flow else "RGB")) for f in files]
     h, w = images[0].shape[:2]
     views = plan_views(w, h, part.augment, flow=flow, rng=rng)
@@ -69,7 +68,7 @@ def as_frames(clip, flow):
 def compare_with_reference(cfg, split, loader, batch):
     """(view_got, view_ref, mean abs diff) for every view of every video of a loader batch: the loader's pixels
     against `reference_views` of the same video."""
-    flow = cfg.data.modality == "Flow"
+    flow = cfg.data.is_flow
     for clip, video in zip(batch.clips, batch.index.tolist()):
         ref = reference_views(cfg, split, loader.source.records[video], video)
         got = as_frames(clip, flow).reshape(len(ref), -1, *ref[0].shape[1:])

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from jobs.dataprep.listio import Found, list_line
-from jobs.training.config import load_config
-from jobs.training.fusion import read_labels
-from jobs.training.loaders import DataError, build_loader
+from jobs.evaluation.fusion import read_labels
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import DataError, build_loader
 from pipelines.annotations import (
     AnnotationError,
     FrameLayout,
@@ -220,7 +220,7 @@ def test_load_labels_any_single_label_kind_skipping_comments(tmp_path):
         load_labels(write(tmp_path, "a 5 3\nb.mp4 1\n"))
     with pytest.raises(AnnotationError, match=r"list.txt:1: labels must be integers"):
         load_labels(write(tmp_path, "a 5 three\n"))
-    # jobs.training.fusion reads `tsn fuse --labels` through the same parser
+    # jobs.evaluation.fusion reads `tsn fuse --labels` through the same parser
     np.testing.assert_array_equal(read_labels(write(tmp_path, "#c\na 5 3\nb 5 1\n")), [3, 1])
 
 

@@ -21,8 +21,8 @@ import pytest
 import torch
 import torchvision.transforms.functional as TF
 
-from jobs.training.config import ConfigError, dump_config, load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import ConfigError, dump_config, load_config
+from jobs.recipes.loaders import build_loader
 from pipelines.augment import Step
 from pipelines.plan import plan_graph
 from pipelines.readers import ReaderKind
@@ -255,7 +255,7 @@ def test_colour_steps_refused_for_flow():
 def test_recipe_tables_defaults_and_dump_round_trip(tmp_path):
     recipe = tmp_path / "with_steps.toml"
     recipe.write_text(textwrap.dedent(f"""\
-        base = "{(ROOT / 'jobs/configs/tsn_r18_synthetic_rgb.toml').as_posix()}"
+        base = "{(ROOT / 'jobs/recipes/tsn_r18_synthetic_rgb.toml').as_posix()}"
         [[train.steps]]
         kind = "color_jitter"
         brightness = 0.4
@@ -349,7 +349,7 @@ def test_user_step_in_a_one_epoch_training(synthetic_root, user_module, tmp_path
     options = synthetic_overrides(synthetic_root) + [
         "optim.epochs=1", "data.videos_per_gpu=8", "data.workers=1", "runtime.log_interval=1",
         steps_option("train", {"kind": "my_video_steps:negative", "p": 0.5, "log": str(log)})]
-    code = ("import sys; from jobs.training.config import load_config; from jobs.training.trainer import train; "
+    code = ("import sys; from jobs.recipes.config import load_config; from jobs.training.trainer import train; "
             "train(load_config('tsn_r18_synthetic_rgb', sys.argv[2:]), sys.argv[1], device='cpu')")
     env = dict(os.environ, PYTHONPATH=str(user_module), OMP_NUM_THREADS="1")
     proc = subprocess.Popen([sys.executable, "-c", code, str(work), *options], cwd=ROOT, env=env,

@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pytest
 
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from pipelines.readers import BadSample
 from pipelines.sharding import epoch_order
 from tests.helpers import synthetic_overrides

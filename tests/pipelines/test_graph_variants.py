@@ -9,8 +9,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from pipelines.variants.device import DeviceResample
 from pipelines.variants.host import HostResample
 from tests.helpers import synthetic_overrides

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from tests.helpers import synthetic_overrides
 from tests.pipelines.reference import compare_with_reference
 
@@ -68,7 +68,7 @@ def test_pixels_match_independent_computation(synthetic_root, recipe, split, kin
     """Both graph variants (the CPU's ROI decode + host resample, and the GPU's full decode + DALI resample, here on
     the CPU backend) against the independent two-step reference."""
     cfg = load_config(recipe, synthetic_overrides(synthetic_root, kind) + SMALL + extra)
-    flow = cfg.data.modality == "Flow"
+    flow = cfg.data.is_flow
     loader, batch = first_batch(cfg, split, gpu_graph)
     for view_got, view_ref, err in compare_with_reference(cfg, split, loader, batch):
         # One fused resample vs MMAction2's two: small interpolation differences only.

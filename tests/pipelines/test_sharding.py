@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from pipelines.sharding import Shard, batches, epoch_order, loadable, shard_videos
 from tests.helpers import synthetic_overrides
 

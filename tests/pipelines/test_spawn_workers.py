@@ -13,8 +13,8 @@ import pytest
 import torch
 from nvidia.dali import backend
 
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from pipelines.workers import start_method
 from tests.helpers import ROOT, synthetic_overrides
 

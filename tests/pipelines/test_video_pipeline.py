@@ -8,8 +8,8 @@ import av
 import pytest
 import torch
 
-from jobs.training.config import load_config
-from jobs.training.loaders import DataError, build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import DataError, build_loader
 from jobs.training.trainer import train
 from tests.helpers import synthetic_overrides
 

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from pipelines.loader import ClipLoader
 from pipelines.watchdog import LoaderStalled, WorkerDied, worker_processes
 from tests.helpers import synthetic_overrides

@@ -13,14 +13,13 @@ from click.testing import CliRunner
 from jobs.cli import cli
 from jobs.dataprep.activitynet import clip_bounds
 from jobs.dataprep.filelist import build_filelists
-from jobs.dataprep.listio import AnnotationError
-from jobs.dataprep.naming import (
-    count_flow_frames,
+from jobs.dataprep.listio import OfficialAnnotationError
+from jobs.dataprep.sthv import flip_pairs, mirrored_name
+from jobs.media.naming import (
     count_frames,
     frame_index,
     frame_name,
 )
-from jobs.dataprep.sthv import flip_pairs, mirrored_name
 
 
 def write(path: Path, text: str) -> Path:
@@ -60,10 +59,10 @@ def test_frame_templates_name_and_count(tmp_path):
     (tmp_path / "v" / "img_00006.png").touch()  # other extension: not a frame of this template
     (tmp_path / "v" / "img_100000.jpg").touch()  # past 5 digits still counts (long videos)
     assert count_frames(tmp_path / "v", "img_{:05}.jpg") == 6
-    assert count_flow_frames(tmp_path / "v", "{}_{:05d}.jpg") == 4
+    assert count_frames(tmp_path / "v", "{}_{:05d}.jpg") == 4
     (tmp_path / "v" / "y_00005.jpg").touch()
     with pytest.raises(ValueError, match="x-flow"):
-        count_flow_frames(tmp_path / "v", "{}_{:05d}.jpg")
+        count_frames(tmp_path / "v", "{}_{:05d}.jpg")
 
 
 # --- UCF-101 ----------------------------------------------------------------------------------
@@ -133,7 +132,7 @@ def test_ucf101_flow_videos_and_flat_layouts(ucf, tmp_path):
 def test_ucf101_bad_line_names_file_and_line(ucf, tmp_path):
     ann, root = ucf
     write(ann / "trainlist01.txt", "ApplyEyeMakeup/v_ApplyEyeMakeup_g08_c01.avi 1\r\nArchery/v_Archery_g08_c01.avi 3\r\n")
-    with pytest.raises(AnnotationError, match=r"trainlist01.txt:2:"):
+    with pytest.raises(OfficialAnnotationError, match=r"trainlist01.txt:2:"):
         build_filelists("ucf101", ann, tmp_path / "o", roots={"train": root})
 
 
@@ -212,7 +211,7 @@ def test_sthv1_rawframes_and_flip_map(tmp_path):
     assert lines(out / "classes.txt") == STH_CLASSES
     assert lines(out / "flip_label_map.txt") == ["1 2", "2 1", "3 4", "4 3"]
     write(ann / "something-something-v1-validation.csv", "3;Juggling something\n")
-    with pytest.raises(AnnotationError, match="validation.csv:1:"):
+    with pytest.raises(OfficialAnnotationError, match="validation.csv:1:"):
         build_filelists("sthv1", ann, out, roots={"train": root})
 
 
@@ -272,7 +271,7 @@ def test_mmit_multi_label_lines(tmp_path):
     assert lines(out / "mmit_train_list_rawframes.txt") == ["v1 4 0 2", "v2 2 1"]
     assert lines(out / "mmit_val_list_rawframes.txt") == ["v3 3 2 0 1"]
     write(ann / "validationSet.csv", "cooking/v3.mp4,7\n")
-    with pytest.raises(AnnotationError, match="validationSet.csv:1:"):
+    with pytest.raises(OfficialAnnotationError, match="validationSet.csv:1:"):
         build_filelists("mmit", ann, out, roots={"val": root})
 
 

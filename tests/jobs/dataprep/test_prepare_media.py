@@ -22,9 +22,9 @@ from jobs.dataprep.flow import (
     load_cv2,
     quantize,
 )
-from jobs.dataprep.naming import count_flow_frames, count_frames
 from jobs.dataprep.runner import Task, run_tasks
 from jobs.dataprep.videoio import Resize, target_size
+from jobs.media.naming import count_frames
 from tests.helpers import ROOT as REPO
 
 GOOD = {"cls_a/v1.mp4": (16, 96, 72), "cls_a/v2.mp4": (12, 96, 72), "cls_b/v3.mp4": (20, 72, 96)}
@@ -188,7 +188,7 @@ def test_flow_from_frames_and_from_videos(videos, tmp_path):
     result = CliRunner().invoke(cli, ["prepare", "flow", str(frames_dir), str(flow_dir), "--workers", "2"])
     assert result.exit_code == 0, result.output
     for rel, (n, _, _) in GOOD.items():
-        assert count_flow_frames(flow_dir / rel[:-4], "{}_{:05d}.jpg") == n - 1
+        assert count_frames(flow_dir / rel[:-4], "{}_{:05d}.jpg") == n - 1
     meta = json.loads((flow_dir / "flow_meta.json").read_text())
     assert meta["algorithm"] == "tvl1" and meta["bound"] == 20 and meta["published_algorithm"]
     assert meta["source"] == "frames" and meta["params"]["tau"] == pytest.approx(0.25)
@@ -198,7 +198,7 @@ def test_flow_from_frames_and_from_videos(videos, tmp_path):
                                           "--short-side", "32", "--template", "flow_{}_{:05d}.jpg", "--workers", "2"])
     assert result.exit_code == 0 and "NOT the published" in result.output
     assert count_frames(fb / "cls_a/v2", "img_{:05}.jpg") == 12
-    assert count_flow_frames(fb / "cls_a/v2", "flow_{}_{:05d}.jpg") == 11
+    assert count_frames(fb / "cls_a/v2", "flow_{}_{:05d}.jpg") == 11
     assert json.loads((fb / "flow_meta.json").read_text())["published_algorithm"] is False
     # A different algorithm into the same folder is refused rather than mixed.
     result = CliRunner().invoke(cli, ["prepare", "flow", str(frames_dir), str(flow_dir), "--algo", "farneback"])

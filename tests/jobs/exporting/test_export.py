@@ -10,19 +10,12 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from jobs.exporting import (
-    ExportError,
-    VerifyFailed,
-    export_model,
-    load_tsn,
-    read_spec,
-    real_clips,
-    spec_for,
-    verify,
-    wrap,
-)
-from jobs.training.config import load_config
-from jobs.training.weights import build_model
+from jobs.exporting.formats import export_model, read_spec
+from jobs.exporting.spec import ExportError, VerifyFailed, spec_for
+from jobs.exporting.verify import real_clips, verify
+from jobs.exporting.wrapper import load_tsn, wrap
+from jobs.recipes.config import load_config
+from jobs.runtime.weights import build_model
 from tests.helpers import synthetic_overrides
 
 RGB, FLOW = "tsn_r18_synthetic_rgb", "tsn_r18_synthetic_flow"

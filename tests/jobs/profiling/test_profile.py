@@ -14,13 +14,13 @@ import pytest
 from click.testing import CliRunner
 
 from jobs.cli import cli
-from jobs.profiling.data_benchmark import AUGMENTS, PROTOCOLS, SIZES, eval_recipe, format_grid, train_recipe
+from jobs.profiling.data_benchmark import AUGMENTS, BENCH_PROTOCOLS, SIZES, eval_recipe, format_grid, train_recipe
 from jobs.profiling.reference_loader import build_reference_loader
 from jobs.profiling.report import format_data, format_report
-from jobs.profiling.runner import run
+from jobs.profiling.runner import ProfileOptions, run
 from jobs.profiling.timing import latency_summary
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from tests.helpers import synthetic_overrides
 
 RECIPE = "tsn_r18_synthetic_rgb"
@@ -34,8 +34,9 @@ def cfg(synthetic_root):
 
 @pytest.fixture(scope="module")
 def report(cfg):
-    return run(cfg, modes=("data", "model", "step"), splits=("train", "test"), compare=True, warmup=1, iters=3,
-               train_batch=2, model_iters=3, say=lambda m: None)
+    opts = ProfileOptions(modes=("data", "model", "step"), splits=("train", "test"), compare=True, warmup=1, iters=3,
+                          train_batch=2, model_iters=3)
+    return run(cfg, opts, say=lambda m: None)
 
 
 def check_rates(r: dict, batch: int, batches: int):
@@ -111,8 +112,8 @@ def test_report_text(report):
 def test_compare_on_videos_has_decord_and_pyav_rows(synthetic_root):
     pytest.importorskip("decord")
     cfg = load_config("tsn_r18_synthetic_video_rgb", synthetic_overrides(synthetic_root, "videos") + SMALL)
-    (d,) = run(cfg, modes=("data",), splits=("train",), compare=True, warmup=1, iters=2, detail=False,
-               say=lambda m: None)["data"]
+    opts = ProfileOptions(modes=("data",), splits=("train",), compare=True, warmup=1, iters=2, detail=False)
+    (d,) = run(cfg, opts, say=lambda m: None)["data"]
     assert [r["decoder"] for r in d["references"]] == ["decord", "pyav"] and d["reference"]["decoder"] == "decord"
     for r in d["references"]:
         check_rates(r, d["batch"], 2)                         # iters=2 timed batches of a full batch each
@@ -155,11 +156,11 @@ def test_bench_grid_recipes_exist_and_table_layout():
     for size in SIZES:
         for augment in AUGMENTS:
             load_config(train_recipe(augment, size))
-        for protocol in PROTOCOLS:
+        for protocol in BENCH_PROTOCOLS:
             load_config(eval_recipe(size, protocol))
     rows = [{"config": "a", "resolution": "340x256", "training augmentation": "MultiScaleCrop",
              "testing protocol": p, "top1 acc": 50.0, "top5 acc": 90.0, "train clips/s": 10.0,
-             "test videos/s": 1.0, "test views/s": 250.0} for p in PROTOCOLS.values()]
+             "test videos/s": 1.0, "test views/s": 250.0} for p in BENCH_PROTOCOLS.values()]
     lines = format_grid(rows).splitlines()
     assert lines[0].split()[:2] == ["config", "resolution"] and len(lines) == 4
     assert lines[2].startswith("a ") and lines[3].startswith("x ")     # the model zoo's "x" for the second protocol

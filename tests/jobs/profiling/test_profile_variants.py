@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from jobs.cli import cli
 from jobs.profiling.report import format_variants
 from jobs.profiling.variants import Variant, parse_variant, split_overrides
-from jobs.training.config import ConfigError
+from jobs.recipes.config import ConfigError
 from tests.helpers import synthetic_overrides
 
 RECIPE = "tsn_r18_synthetic_rgb"

@@ -18,8 +18,8 @@ from jobs.profiling.reference_loader import (
     mmcv_views,
     opencv_frames,
 )
-from jobs.training.config import load_config
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
 from pipelines.annotations import FrameLayout, VideoRecord
 from pipelines.geometry import Augment, View
 from pipelines.sampling import Sampler

@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))    # the repository
 import torch
 
 from jobs.cli import cli
-from jobs.training import engine
-from jobs.training.distributed import unwrap
+from jobs.runtime.distributed import unwrap
+from jobs.training import loop as engine
 
 
 def snapshot(t) -> list[torch.Tensor]:

@@ -12,11 +12,11 @@ import torch
 from click.testing import CliRunner
 
 from jobs.cli import cli
-from jobs.training import checkpoint as ckpt
-from jobs.training.checkpoint import CheckpointError, read_checkpoint
-from jobs.training.config import config_dict, load_config
+from jobs.recipes.config import config_dict, load_config
+from jobs.runtime import checkpoint as ckpt
+from jobs.runtime.checkpoint import CheckpointError, read_checkpoint
+from jobs.runtime.weights import build_model, load_for_eval
 from jobs.training.schedule import StepSchedule
-from jobs.training.weights import build_model, load_for_eval
 from tests.helpers import synthetic_overrides
 
 RECIPE = "tsn_r18_synthetic_rgb"

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from jobs.training.config import Config, ConfigError, config_dict, config_from_dict, load_config
+from jobs.recipes.config import Config, ConfigError, config_dict, config_from_dict, load_config
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 RECIPE = "tsn_r18_synthetic_rgb"

@@ -1,4 +1,4 @@
-"""Shipped recipes (jobs/configs/*.toml) against MMAction2's TSN configs, and the config system's behaviour.
+"""Shipped recipes (jobs/recipes/*.toml) against MMAction2's TSN configs, and the config system's behaviour.
 
 The expected values below are an independent table of MMAction2's configs/recognition/tsn/*.py (v0.7.0 values;
 v0.24.1 where v0.7.0 cannot run as written: flow normalization / in_channels, MMIT test crop, ActivityNet
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.training.config import (
+from jobs.recipes.config import (
     CONFIG_DIR,
     Config,
     ConfigError,
@@ -20,7 +20,7 @@ from jobs.training.config import (
     load_config,
     shipped_configs,
 )
-from jobs.training.loaders import batch_size
+from jobs.recipes.loaders import batch_size
 
 IMNET_MEAN = (123.675, 116.28, 103.53)
 FLOW_MEAN = (128.0, 128.0)
@@ -174,7 +174,7 @@ def test_recipe_matches_spec(cfgs, name):
 def test_model_zoo_common_settings(cfgs, name):
     cfg = cfgs[name]
     assert cfg.model.pretrained == "imagenet"
-    expected_in = 2 * cfg.train.sampler.clip_len if cfg.data.modality == "Flow" else 3
+    expected_in = 2 * cfg.train.sampler.clip_len if cfg.data.is_flow else 3
     assert cfg.model.in_channels == expected_in
     for split in (cfg.train, cfg.val, cfg.test):
         assert split.augment.resize in ("short_side", "none")

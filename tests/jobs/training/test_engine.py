@@ -1,4 +1,4 @@
-"""jobs.training.engine.predict_views: a test video's views in chunks of at most max_views give the logits of one
+"""jobs.training.loop.predict_views: a test video's views in chunks of at most max_views give the logits of one
 forward over all of them, because TSN averages the pooled features of every view before its affine classifier
 (MMAction2 v0.24.1 mmaction/models/heads/tsn_head.py, consensus before fc_cls) and dropout is off in eval."""
 from __future__ import annotations
@@ -7,7 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from jobs.training.engine import make_amp, predict_views
+from jobs.evaluation.scoring import predict_views
+from jobs.runtime.amp import make_amp
 from model.tsn import TSNConfig, build_tsn
 
 FP32 = make_amp(False, torch.device("cpu"))[0]

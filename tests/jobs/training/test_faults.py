@@ -13,9 +13,11 @@ import threading
 import pytest
 import torch
 
-from jobs.training.config import load_config
-from jobs.training.engine import Amp, Trainer, build_sgd, skips_on_device, train_step
-from jobs.training.weights import build_model
+from jobs.recipes.config import load_config
+from jobs.runtime.amp import Amp
+from jobs.runtime.distributed import Dist
+from jobs.runtime.weights import build_model
+from jobs.training.loop import Trainer, build_sgd, skips_on_device, train_step
 from pipelines.normalize import Normalize
 from pipelines.sharding import Shard, epoch_order, shard_videos
 from tests.helpers import ROOT, synthetic_overrides
@@ -46,8 +48,8 @@ def tiny_trainer(loss_weight: float, lr=0.1, momentum=0.9, wd=0.01, clip=None) -
     opt = build_sgd(model.parameters(), lr=lr, momentum=momentum, weight_decay=wd)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    return Trainer(model, opt, sched, scaler, Amp(False, "cpu", torch.float32), Normalize(), torch.device("cpu"),
-                   loss_weight=loss_weight, grad_clip=clip)
+    return Trainer(model=model, optimizer=opt, scheduler=sched, scaler=scaler, amp=Amp(False, "cpu", torch.float32),
+                   normalize=Normalize(), loss_weight=loss_weight, grad_clip=clip, dist=Dist())
 
 
 def batch(seed: int):

@@ -7,11 +7,13 @@ import os
 
 import torch
 
-from jobs.training.config import load_config
-from jobs.training.engine import Trainer, build_sgd, make_amp, train_one_epoch
-from jobs.training.loaders import build_loader
+from jobs.recipes.config import load_config
+from jobs.recipes.loaders import build_loader
+from jobs.runtime.amp import make_amp
+from jobs.runtime.distributed import Dist
+from jobs.runtime.weights import build_model
 from jobs.training.logs import Logger
-from jobs.training.weights import build_model
+from jobs.training.loop import Trainer, build_sgd, train_one_epoch
 from pipelines.watchdog import worker_processes
 from tests.helpers import synthetic_overrides
 
@@ -33,7 +35,8 @@ def test_rss_is_flat_over_five_epochs(synthetic_root):
     optimizer = build_sgd(model.parameters(), lr=0.001, momentum=o.momentum, weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     amp, scaler = make_amp(False, torch.device("cpu"))
-    trainer = Trainer(model, optimizer, scheduler, scaler, amp, cfg.normalize, torch.device("cpu"))
+    trainer = Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,
+                      normalize=cfg.normalize, dist=Dist())
     log = Logger(None, enabled=False)
     samples, it = [], 0
     for epoch in range(5):

@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from jobs.recipes.config import load_config
 from jobs.training import trainer
-from jobs.training.config import load_config
 from jobs.training.schedule import StepSchedule
 from tests.helpers import synthetic_overrides
 

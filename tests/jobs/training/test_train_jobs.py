@@ -16,11 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from jobs.training import checkpoint as ckpt
-from jobs.training.config import config_from_dict, load_config
-from jobs.training.engine import Trainer, make_amp, train_step
+from jobs.recipes.config import config_from_dict, load_config
+from jobs.runtime import checkpoint as ckpt
+from jobs.runtime.amp import make_amp
+from jobs.runtime.distributed import Dist
+from jobs.runtime.weights import build_model
 from jobs.training.logs import Logger, read_json_log
-from jobs.training.weights import build_model
+from jobs.training.loop import Trainer, train_step
 from pipelines.annotations import VideoRecord
 from pipelines.geometry import Augment
 from pipelines.normalize import Normalize
@@ -125,7 +127,7 @@ def test_resume_after_sigkill_is_exact(synthetic_root, tmp_path):
 
 WRITER = """
 import sys, time, torch
-from jobs.training import checkpoint as ckpt
+from jobs.runtime import checkpoint as ckpt
 work = sys.argv[1]
 ckpt.save_checkpoint({"model": {"w": torch.zeros(4)}, "epoch": 1}, work, "epoch_1.pth")
 real_save = torch.save
@@ -214,7 +216,7 @@ def test_prune_keeps_last_k(tmp_path):
 
 def test_bf16_autocast_trains_like_fp32(synthetic_root):
     """One AMP path on CPU (bf16): the same 8 steps on one batch reach a loss close to fp32's."""
-    from jobs.training.loaders import build_loader
+    from jobs.recipes.loaders import build_loader
     cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(synthetic_root) + ["data.workers=1"])
     batch = next(iter(build_loader(cfg, "train")))
     losses = {}
@@ -225,7 +227,8 @@ def test_bf16_autocast_trains_like_fp32(synthetic_root):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
         amp, scaler = make_amp(amp_on, torch.device("cpu"))
         assert amp.dtype == torch.bfloat16 and not scaler.is_enabled()
-        t = Trainer(model, opt, sched, scaler, amp, Normalize(), torch.device("cpu"))
+        t = Trainer(model=model, optimizer=opt, scheduler=sched, scaler=scaler, amp=amp, normalize=Normalize(),
+                    dist=Dist())
         losses[amp_on] = [train_step(t, batch.clips, batch.labels) for _ in range(8)]
     assert losses[False][-1] < 0.5 * losses[False][0]   # it learns the batch
     assert losses[True][-1] < 0.5 * losses[True][0]

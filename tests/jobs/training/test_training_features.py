@@ -79,7 +79,7 @@ def save_model(path: Path, cfg: TSNConfig, seed: int, edit=None) -> Path:
 # ------------------------------------------------------------------------------------------ multi-label (BCE)
 
 def colour(label: int) -> int:
-    """The synthetic label is colour * 4 + direction (pipelines/synthetic.py): a second label 12 + colour."""
+    """The synthetic label is colour * 4 + direction (pipelines/synthetic_data.py): a second label 12 + colour."""
     return 12 + label // 4
 
 

@@ -4,9 +4,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from jobs.training.checkpoint import Checkpoint, CheckpointError, as_checkpoint
+from jobs.runtime.checkpoint import Checkpoint, CheckpointError, as_checkpoint
+from model.backbone import WeightsUnavailable
 from model.mmaction2 import load_state
 from model.tsn import TSN, TSNConfig, build_tsn
+from pipelines.errors import UserError
+
+
+class InitialWeightsError(UserError):
+    """The recipe's initial weights cannot be had: ImageNet offline and not cached, a missing `pretrained` file."""
+
 
 SHOWN = 3   # mismatching keys named in an error message (then "and N more")
 
@@ -38,7 +45,10 @@ def build_model(cfg: TSNConfig, load_from: str | Checkpoint | None = None,
                 say: Callable[[str], None] = print) -> TSN:
     """The recipe's TSN; with `load_from`, every tensor comes from that file (a head of another size is re-drawn)."""
     if not load_from:
-        return build_tsn(cfg)
+        try:
+            return build_tsn(cfg)
+        except WeightsUnavailable as err:     # model/ cannot import the UserError base: name it a user error here
+            raise InitialWeightsError(str(err)) from err
     source = as_checkpoint(load_from)          # first: a bad file fails before any model is built
     # The file replaces the backbone: skip fetching ImageNet weights only to overwrite them.
     model = build_tsn(dataclasses.replace(cfg, pretrained=None))

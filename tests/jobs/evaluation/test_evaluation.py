@@ -1,11 +1,12 @@
-"""jobs.training.evaluation: named metrics from a score matrix and per-video label tuples, on matrices small enough
+"""jobs.evaluation.metrics: named metrics from a score matrix and per-video label tuples, on matrices small enough
 to evaluate by hand (MMAction2 v0.24.1 mmaction/core/evaluation/accuracy.py and BaseDataset.evaluate)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from jobs.training.evaluation import METRICS, compute_metrics, headline, multi_hot
+from jobs.evaluation.metrics import compute_metrics, headline, multi_hot
+from jobs.recipes.config import METRICS
 
 # 4 videos x 6 classes. Ties are placed where numpy's argsort order (not stable in numpy 2) cannot change
 # a top-k hit: between classes that are both wrong, or in a row whose label is the single lowest score.

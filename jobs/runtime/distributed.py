@@ -13,6 +13,8 @@ from datetime import timedelta
 import torch
 import torch.distributed as torch_dist
 
+from jobs.runtime.devices import dali_device, pick_device
+
 
 @dataclass(frozen=True)
 class Dist:
@@ -38,45 +40,6 @@ class Dist:
     def data_device_id(self) -> int | None:
         """The CUDA device DALI runs on: the one torch trains on (`--device cuda:1` -> 1), None on the CPU."""
         return dali_device(self.device)[1]
-
-
-# The one spelling of a device across every command: torch's.
-DEVICE_HELP = "cpu | cuda | cuda:N (default: CUDA when a device is visible, else cpu)."
-
-
-class DeviceError(ValueError):
-    """A --device value that cannot be used here."""
-
-
-def pick_device(requested: str | None, local_rank: int = 0) -> torch.device:
-    """`--device` value ("cpu", "cuda", "cuda:1" or None = CUDA when available) -> torch.device for this rank.
-
-    Uses torch.cuda.device_count(), which does not initialise the CUDA driver (is_available() does): this runs before
-    the loaders start their workers.
-    """
-    gpus = torch.cuda.device_count()
-    if requested in (None, "auto"):
-        requested = "cuda" if gpus else "cpu"
-    if requested.startswith("cuda"):
-        if not gpus:
-            raise DeviceError(f"--device {requested}: torch sees no CUDA device on this machine")
-        try:
-            index = local_rank if requested == "cuda" else int(requested.split(":", 1)[1])
-        except ValueError:
-            raise DeviceError(f"--device {requested!r}: expected {DEVICE_HELP}") from None
-        if not 0 <= index < gpus:
-            raise DeviceError(f"--device {requested}: this machine has CUDA devices 0..{gpus - 1}")
-        return torch.device("cuda", index)
-    if requested != "cpu":
-        raise DeviceError(f"--device {requested!r}: expected {DEVICE_HELP}")
-    return torch.device("cpu")
-
-
-def dali_device(device: torch.device) -> tuple[str, int | None]:
-    """A torch device -> (DALI device, device_id): ("gpu", index) for CUDA, ("cpu", None) otherwise."""
-    if device.type == "cuda":
-        return "gpu", device.index if device.index is not None else 0
-    return "cpu", None
 
 
 def init_distributed(requested_device: str | None = None, timeout_min: int = 30) -> Dist:

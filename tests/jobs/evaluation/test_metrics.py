@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.training.metrics import (
+from jobs.evaluation.metrics import (
     average_precision,
     binary_precision_recall_curve,
     fuse_scores,

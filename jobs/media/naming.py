@@ -56,8 +56,7 @@ def frame_regex(template: str, direction: str | None = None) -> re.Pattern[str]:
     return re.compile("".join(out))
 
 
-def count_frames(folder: str | os.PathLike, template: str, direction: str | None = None) -> int:
-    """Number of files in `folder` named like `template` (0 if the folder does not exist)."""
+def _matches(folder: str | os.PathLike, template: str, direction: str | None) -> int:
     pattern = frame_regex(template, direction)
     try:
         names = os.listdir(folder)
@@ -66,10 +65,19 @@ def count_frames(folder: str | os.PathLike, template: str, direction: str | None
     return sum(1 for name in names if pattern.fullmatch(name))
 
 
-def count_flow_frames(folder: str | os.PathLike, template: str) -> int:
-    """Flow frame count (x files); raises if the x and y counts differ, i.e. the folder is broken."""
-    nx = count_frames(folder, template, "x")
-    ny = count_frames(folder, template, "y")
+def count_frames(folder: str | os.PathLike, template: str) -> int:
+    """The frame count of a frame folder, by the one rule every command uses (`tsn prepare filelist`, `tsn predict`
+    on a folder or on a parent of folders): the number of files in `folder` named like `template`, every match
+    counted, gaps or not, as MMAction2's tools/data/build_file_list.py does (v0.24.1, `len(glob(...))`). A folder
+    with a gap therefore lists more frames than its consecutive run from the first index, and the missing file is
+    reported when a sample needs it (`tsn prepare check`, or the loader's up-front check in evaluation).
+
+    Flow templates (two fields): the x files, and the y count must agree (ValueError otherwise: an extraction cut
+    short). 0 if the folder does not exist.
+    """
+    if not is_flow_template(template):
+        return _matches(folder, template, None)
+    nx, ny = _matches(folder, template, "x"), _matches(folder, template, "y")
     if nx != ny:
         raise ValueError(f"{folder}: {nx} x-flow but {ny} y-flow files")
     return nx

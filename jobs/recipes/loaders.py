@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from jobs.training.config import Config
+from jobs.recipes.config import Config
 from pipelines.annotations import (
     FrameLayout,
     VideoRecord,
@@ -15,6 +15,7 @@ from pipelines.annotations import (
     load_video_list,
 )
 from pipelines.defaults import LoaderSettings, loader_settings
+from pipelines.errors import UserError
 from pipelines.graph import build_pipeline
 from pipelines.loader import ClipLoader
 from pipelines.plan import plan_graph
@@ -26,7 +27,7 @@ from pipelines.source import ClipSource, Epochs
 SPLITS = ("train", "val", "test")
 
 
-class DataError(RuntimeError):
+class DataError(UserError, RuntimeError):
     """Data that cannot be used under the `raise` policy (evaluation), with every offending file listed."""
 
 
@@ -53,15 +54,17 @@ def load_records(cfg: Config, split: str, list_file: str | None = None, prefix: 
     return records
 
 
-def index_videos(records: list[VideoRecord], list_file: str, *, strict: bool, workers: int = 2):
-    """Fill total_frames from the cached video index; returns (records, {path: (w, h)} of readable videos)."""
+def index_videos(records: list[VideoRecord], list_file: str | None, *, strict: bool, workers: int = 2):
+    """Fill total_frames from the video index, cached beside `list_file` (None: not cached); returns (records,
+    {path: (w, h)} of readable videos)."""
     from pipelines.video_index import build_index, index_path_for
-    infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers, progress=False)
+    cache = index_path_for(list_file) if list_file else None
+    infos = build_index([r.path for r in records], cache, workers=workers, progress=False)
     bad = [(r, f"{infos[r.path].status} ({infos[r.path].reason})") for r in records if infos[r.path].status != "ok"]
     if strict and bad:
         raise unusable(bad, list_file)
     # A record that already has total_frames is a window [offset, offset + total_frames) of its video, cut from this
-    # same index (jobs/training/timeline.py); a list line (total_frames None) stands for the whole file.
+    # same index (jobs/evaluation/timeline.py); a list line (total_frames None) stands for the whole file.
     out = [dataclasses.replace(r, total_frames=infos[r.path].num_frames if r.total_frames is None else r.total_frames)
            if infos[r.path].status == "ok" else
            dataclasses.replace(r, total_frames=None, problem=f"{infos[r.path].status}: {infos[r.path].reason}")
@@ -80,9 +83,11 @@ def settings(cfg: Config, device: str) -> LoaderSettings:
 
 
 def unusable(bad: list[tuple[VideoRecord, str]], list_file: str) -> DataError:
-    """One error listing every unusable entry as `list:line: path: reason`."""
-    lines = "\n".join(f"  {r.source}: {r.path}: {reason}" for r, reason in bad)
-    return DataError(f"{len(bad)} unusable videos in {list_file}:\n{lines}")
+    """One error listing every unusable entry as `list:line: path: reason` (records given without a list: `path:
+    reason`)."""
+    lines = "\n".join(f"  {r.source}: {r.path}: {reason}" if r.source != r.path else f"  {r.path}: {reason}"
+                      for r, reason in bad)
+    return DataError(f"{len(bad)} unusable videos" + (f" in {list_file}" if list_file else "") + f":\n{lines}")
 
 
 def unreadable_folders(records: list[VideoRecord], layout: FrameLayout, sampler: Sampler, start_index: int,
@@ -101,10 +106,10 @@ def unreadable_folders(records: list[VideoRecord], layout: FrameLayout, sampler:
             bad.append((r, "no such frame folder"))
         else:
             picked = np.unique(sampler(r.total_frames, start_index, video_rng(seed, 0, i)))
-            missing = [f for f in layout.frame_paths(r, picked) if not os.path.isfile(f)]
+            files = layout.frame_paths(r, picked)     # flow: an x and a y file per picked frame
+            missing = [f for f in files if not os.path.isfile(f)]
             if missing:
-                bad.append((r, f"{len(missing)} of the {len(picked) * (2 if layout.modality == 'Flow' else 1)} "
-                               f"sampled frame files missing, first {missing[0]}"))
+                bad.append((r, f"{len(missing)} of the {len(files)} sampled frame files missing, first {missing[0]}"))
     return bad
 
 
@@ -125,26 +130,26 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
 
     device: where the DALI graph runs ("cpu" | "gpu"; device_id = the CUDA device index). gpu_graph: on the CPU, run
     the graph a GPU would run (full-frame decode, every resample in DALI) instead of the CPU's fast path.
-    records: load these instead of a list (`tsn predict` on folders and windows); `list_file` then only names where
-    the video index is cached (`<list_file>.index.jsonl`).
+    records: load these instead of a list (`tsn predict` on one input, folders and windows); `list_file` then only
+    names where the video index is cached (`<list_file>.index.jsonl`; without it the index is not cached).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     d, part = cfg.data, getattr(cfg, split)
     policy = on_error or d.on_error or ("skip" if split == "train" else "raise")
-    if records is not None and not list_file:
-        raise ValueError("build_loader(records=...) needs list_file: the video index is cached beside it")
+    # Where errors point and the video index is cached: the list read, or the one named beside given records.
+    where = list_file if records is not None else list_file or split_files(cfg, split)[0]
     records = load_records(cfg, split, list_file, prefix) if records is None else records
-    flow = d.modality == "Flow"
+    flow = d.is_flow
     if d.source == "frames":
-        layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
+        layout = d.frame_layout
         if policy == "raise" and split != "train":     # refuse before any work, naming every unreadable folder
             bad = unreadable_folders(records, layout, part.sampler, d.first_index, cfg.runtime.seed)
             if bad:
-                raise unusable(bad, list_file or split_files(cfg, split)[0])
+                raise unusable(bad, where)
         reader = FrameFolderReader(layout)
     else:
-        records, sizes = index_videos(records, list_file or split_files(cfg, split)[0],
+        records, sizes = index_videos(records, where,
                                       strict=policy == "raise", workers=d.workers)
         decoder = d.decoder if d.decoder != "auto" else ("dali" if device == "gpu" else "pyav")
         reader = VideoFileReader(sizes) if decoder == "dali" else PyAVReader(d.decode_timeout)

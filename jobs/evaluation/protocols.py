@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jobs.training.config import Config, Split
+from jobs.recipes.config import Config, Split
 from pipelines.geometry import Augment
 from pipelines.sampling import Sampler
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from jobs.training import tester
-from jobs.training.config import load_config
-from jobs.training.weights import build_model
+from jobs.evaluation import tester
+from jobs.recipes.config import load_config
+from jobs.runtime.weights import build_model
 from tests.helpers import synthetic_overrides
 
 

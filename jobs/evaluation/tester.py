@@ -3,24 +3,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tempfile
 from pathlib import Path
 
-import torch
-
-from jobs.training.checkpoint import Checkpoint, as_checkpoint
-from jobs.training.config import Config
-from jobs.training.distributed import Dist, exit_on_error, gather_objects, init_distributed, shutdown
-from jobs.training.engine import evaluate, make_amp
-from jobs.training.evaluation import compute_metrics
-from jobs.training.loaders import build_loader
-from jobs.training.scores import save_scores
-from jobs.training.weights import load_for_eval
-from model.tsn import average_clips
-from pipelines.sharding import Shard
+from jobs.evaluation.metrics import compute_metrics
+from jobs.evaluation.scores import save_scores
+from jobs.evaluation.scoring import Inputs, score_inputs
+from jobs.recipes.config import Config
+from jobs.runtime.checkpoint import Checkpoint, as_checkpoint
+from jobs.runtime.distributed import exit_on_error, init_distributed, shutdown
+from jobs.runtime.weights import load_for_eval
+from pipelines.errors import UserError
 
 
-class Incomplete(RuntimeError):
+class Incomplete(UserError, RuntimeError):
     """Fewer videos evaluated than the list holds: no headline number."""
 
 
@@ -42,9 +37,10 @@ def test_checkpoint(cfg: Config, checkpoint: str | Checkpoint, *, device: str | 
     checkpoint = as_checkpoint(checkpoint)
     model = load_for_eval(cfg.model, checkpoint)
     dist = init_distributed(device)
-    with exit_on_error(dist):
-        records, scores, index, reasons = _evaluate(cfg, model, dist, list_file, prefix, say)
+    with exit_on_error(dist):     # everything that talks to the other ranks
+        [scored] = score_inputs(model, [Inputs(cfg, list_file, prefix=prefix)], dist, say=say)
     shutdown(dist)
+    records, scores, index, reasons = scored.records, scored.scores, scored.index, scored.skipped
     total = len(records)
     evaluated = set(index.tolist())
     skipped = [{"line": r.source, "path": r.path, "reason": reasons.get(r.path) or r.problem or "not evaluated"}
@@ -58,9 +54,6 @@ def test_checkpoint(cfg: Config, checkpoint: str | Checkpoint, *, device: str | 
         say(f"skipped {len(skipped)} unreadable videos (list line: file: reason):")
         for entry in skipped:
             say(f"  {entry['line']}: {entry['path']}: {entry['reason']}")
-    # TSN averages every view before its classifier: "score" == "none"; "prob" = softmax of that mean
-    # (MMAction2 v0.24.1 mmaction/models/recognizers/base.py `average_clip`).
-    scores = average_clips(torch.from_numpy(scores), cfg.runtime.average_clips).numpy()
     if dump:
         full = scores if len(index) == total else None
         if full is None:
@@ -77,22 +70,3 @@ def test_checkpoint(cfg: Config, checkpoint: str | Checkpoint, *, device: str | 
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(result, indent=2) + "\n")
     return result
-
-
-def _evaluate(cfg: Config, model, dist: Dist, list_file, prefix, say):
-    """This rank's part, gathered: (records, (N, K) scores, (N,) list indices evaluated, {path: why skipped}).
-
-    Everything that talks to the other ranks happens here, under exit_on_error."""
-    with tempfile.TemporaryDirectory(prefix="tsn_test_") as scratch:     # this rank's bad-sample log
-        # The loader first: its DALI workers fork before this process creates a CUDA context.
-        loader = build_loader(cfg, "test", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
-                              device_id=dist.data_device_id, list_file=list_file, prefix=prefix, work_dir=scratch)
-        model = model.to(dist.device)
-        amp, _ = make_amp(cfg.runtime.amp, dist.device)
-        layout, a = loader.layout, cfg.test.augment
-        say(f"test protocol: {layout.clips} clips x {layout.crops} crop(s) ({a.crop} {a.crop_size}) = "
-            f"{layout.views} views per video, average_clips={cfg.runtime.average_clips}")
-        scores, index = evaluate(model, loader, cfg.normalize, dist.device, amp, dist,
-                                 cfg.runtime.max_views_per_forward, progress=dist.is_main)
-        reasons = {b["path"]: b["reason"] for part in gather_objects(loader.bad_samples(), dist) for b in part}
-    return loader.source.records, scores, index, reasons

@@ -1,4 +1,5 @@
-"""The training step and the evaluation loop: the only code that touches autocast, GradScaler and DDP sync."""
+"""The training loop: one optimisation step and one epoch, the only training code that touches autocast, GradScaler
+and DDP sync (evaluation's forward pass is jobs/evaluation/scoring.py)."""
 from __future__ import annotations
 
 import math
@@ -6,48 +7,34 @@ import sys
 import time
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from jobs.training.distributed import Dist, all_reduce_max_, gather_objects
+from jobs.runtime.amp import Amp
+from jobs.runtime.distributed import Dist, all_reduce_max_
 from jobs.training.logs import Logger, format_eta
 from pipelines.normalize import Normalize
 
 
-@dataclass(frozen=True)
-class Amp:
-    """One AMP code path: bf16 autocast where supported (CPU, Ampere+), else fp16 with a GradScaler."""
-
-    enabled: bool
-    device_type: str
-    dtype: torch.dtype
-
-    def autocast(self):
-        return torch.autocast(self.device_type, dtype=self.dtype, enabled=self.enabled)
-
-
-def make_amp(enabled: bool, device: torch.device) -> tuple[Amp, torch.amp.GradScaler]:
-    bf16 = device.type == "cpu" or (device.type == "cuda" and torch.cuda.is_bf16_supported())
-    amp = Amp(enabled, device.type, torch.bfloat16 if bf16 else torch.float16)
-    # bf16 has fp32's exponent range: loss scaling is only needed (and only enabled) for fp16.
-    return amp, torch.amp.GradScaler(device.type, enabled=enabled and not bf16)
-
-
-@dataclass
+@dataclass(kw_only=True)
 class Trainer:
+    """What one training step needs, named (built with keywords only)."""
+
     model: torch.nn.Module            # maybe DDP-wrapped
     optimizer: torch.optim.Optimizer  # build_sgd's, so a skipped step costs no host sync (see train_step)
     scheduler: torch.optim.lr_scheduler.LRScheduler   # stepped every iteration
     scaler: torch.amp.GradScaler
     amp: Amp
     normalize: Normalize
-    device: torch.device
     loss: str = "cross_entropy"       # "cross_entropy" | "bce"
     loss_weight: float = 1.0
     grad_clip: float | None = 40.0
-    dist: Dist = Dist()               # the skip decision is all-reduced over these ranks
+    dist: Dist                        # the skip decision is all-reduced over these ranks; trains on dist.device
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
 
 
 def build_sgd(params, *, lr: float, momentum: float, weight_decay: float) -> torch.optim.SGD:
@@ -169,42 +156,3 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
             data_time = step_time = 0.0
     bar.close()
     return it
-
-
-@torch.no_grad()
-def predict_views(model: torch.nn.Module, x: torch.Tensor, amp: Amp, max_views: int) -> torch.Tensor:
-    """Logits of (B, V, C, H, W) float clips with at most `max_views` views per forward.
-
-    TSN averages pooled features over all views before one affine layer (dropout is off in eval), so the
-    view-count-weighted mean of per-chunk logits equals the logits of one big forward: memory stays bounded.
-    """
-    v = x.shape[1]
-    total = 0.0
-    for s in range(0, v, max_views):
-        chunk = x[:, s:s + max_views]
-        with amp.autocast():
-            total = total + model(chunk).float() * (chunk.shape[1] / v)
-    return total
-
-
-@torch.no_grad()
-def evaluate(model, loader, normalize: Normalize, device: torch.device, amp: Amp, dist: Dist,
-             max_views: int = 250, progress: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Per-video logits in list order, gathered from every rank: (scores (N, K) float32, list indices (N,))."""
-    model.eval()
-    scores, indices = [], []
-    for batch in tqdm(loader, desc="test", disable=not (progress and sys.stderr.isatty()), leave=False):
-        logits = predict_views(model, normalize(batch.clips, device), amp, max_views).cpu()
-        keep = batch.index >= 0       # evaluation padding (marked -1) is dropped here
-        scores.append(logits[keep].numpy())
-        indices.append(batch.index[keep].numpy())
-    local = (np.concatenate(scores) if scores else np.zeros((0, 0), np.float32),
-             np.concatenate(indices) if indices else np.zeros(0, np.int64))
-    parts = gather_objects(local, dist)
-    all_idx = np.concatenate([p[1] for p in parts])
-    all_scores = np.concatenate([p[0] for p in parts if len(p[1])])
-    order = np.argsort(all_idx, kind="stable")
-    all_idx, all_scores = all_idx[order], all_scores[order]
-    if len(np.unique(all_idx)) != len(all_idx):
-        raise RuntimeError("evaluation counted a video twice across ranks (sharding bug)")
-    return all_scores.astype(np.float32), all_idx

@@ -1,10 +1,11 @@
-"""`tsn predict` on many inputs at once: the windows of a long video, every video or frame folder under a folder, or an
-annotation list. All of them go through the test loader (jobs/training/loaders.py build_loader) in batches, exactly
-like `tsn test`: the recipe's test sampler, crops and clip averaging per input, memory bounded by the batch.
+"""`tsn predict`: one video file or frame folder, the windows of a long video, every video or frame folder under a
+folder, or an annotation list. All of them are scored by the one scoring path of `tsn test`
+(jobs/evaluation/scoring.py `score_inputs`): the recipe's test sampler, crops and clip averaging per input, in
+batches through the test loader, memory bounded by the batch.
 
 Rows are plain dicts (one per window or input) written as JSON lines or CSV. Scores in rows are probabilities
 (softmax of the averaged logits; `average_clips = "prob"` scores already are); metrics, for a list with labels, are
-computed on the averaged scores like `tsn test` does (jobs/training/tester.py).
+computed on the averaged scores like `tsn test` does (jobs/evaluation/tester.py).
 """
 from __future__ import annotations
 
@@ -14,21 +15,13 @@ import io
 import json
 import os
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from jobs.dataprep.listio import VIDEO_EXTENSIONS
-from jobs.dataprep.naming import count_flow_frames, count_frames
-from jobs.training.config import Config
-from jobs.training.distributed import init_distributed, shutdown
-from jobs.training.engine import evaluate, make_amp
-from jobs.training.evaluation import compute_metrics
-from jobs.training.loaders import DataError, build_loader
-from jobs.training.metrics import softmax
-from jobs.training.timeline import (
+from jobs.evaluation.metrics import compute_metrics
+from jobs.evaluation.scoring import Inputs, Scored, score_inputs
+from jobs.evaluation.timeline import (
     TimelineError,
     Window,
     duration,
@@ -38,16 +31,22 @@ from jobs.training.timeline import (
     top_k,
     window_records,
 )
-from jobs.training.weights import load_for_eval
-from model.tsn import average_clips
+from jobs.media.discovery import VIDEO_EXTENSIONS, find_media, is_frame_folder
+from jobs.media.naming import count_frames
+from jobs.recipes.config import Config
+from jobs.recipes.loaders import DataError
+from jobs.runtime.checkpoint import Checkpoint, as_checkpoint
+from jobs.runtime.devices import pick_device
+from jobs.runtime.distributed import Dist, init_distributed, shutdown
+from jobs.runtime.weights import load_for_eval
 from pipelines.annotations import AnnotationError, FrameLayout, VideoRecord
-from pipelines.sharding import Shard
+from pipelines.errors import UserError
 
 LIST_SUFFIXES = (".txt",)        # an input file with this suffix is an annotation list; any other file is a video
 OUT_FORMATS = (".jsonl", ".csv")
 
 
-class PredictError(RuntimeError):
+class PredictError(UserError, RuntimeError):
     """An input `tsn predict` cannot use; the message names the file (and line)."""
 
 
@@ -55,52 +54,16 @@ class PredictError(RuntimeError):
 USER_ERRORS = (PredictError, AnnotationError, DataError)
 
 
-@dataclass(frozen=True)
-class Group:
-    """Inputs of one kind (one reader): `records`, or the annotation list `list_file` itself when records is None."""
-
-    cfg: Config
-    list_file: str                  # the list, or (with records) only where the video index is cached
-    records: list[VideoRecord] | None = None
-    prefix: str | None = None
-
-
-@dataclass(frozen=True)
-class Scored:
-    records: list[VideoRecord]      # in input order, total_frames filled in by the loader's video index
-    scores: np.ndarray              # (N, K) averaged scores (runtime.average_clips), float32
-    probs: np.ndarray               # (N, K) probabilities
-
-
-def label_names(label_map: str | None) -> list[str]:
-    """Class names, one per line (line index = label); [] without a file (rows then name classes by number)."""
-    return [n.strip() for n in Path(label_map).read_text().split("\n")] if label_map else []
-
-
-def probabilities(scores: np.ndarray, mode: str) -> np.ndarray:
-    """Per-row class probabilities of averaged scores: "prob" scores are already softmaxed (model/tsn.py)."""
-    return np.asarray(scores, np.float64) if mode == "prob" else softmax(scores)
-
-
-def score_groups(groups: list[Group], checkpoint: str, device: str | None = None) -> list[Scored] | None:
-    """Each group through its own test loader and one model; None on ranks other than the main one."""
+def score_groups(groups: list[Inputs], checkpoint: str | Checkpoint, device: str | None = None) -> list[Scored] | None:
+    """Each group through its own test loader and one model, under torchrun too; None on ranks other than the main
+    one. Every input must be scored (the raise policy): a missing row is an error."""
+    model = load_for_eval(groups[0].cfg.model, checkpoint)
     dist = init_distributed(device)
-    # The loaders first: their DALI workers fork before this process creates a CUDA context (as `tsn test`).
-    loaders = [build_loader(g.cfg, "test", shard=Shard(dist.rank, dist.world_size), device=dist.data_device,
-                            device_id=dist.data_device_id, list_file=g.list_file, prefix=g.prefix, records=g.records)
-               for g in groups]
-    model = load_for_eval(groups[0].cfg.model, checkpoint).to(dist.device)
-    amp, _ = make_amp(groups[0].cfg.runtime.amp, dist.device)
-    out = []
-    for g, loader in zip(groups, loaders):
-        scores, index = evaluate(model, loader, g.cfg.normalize, dist.device, amp, dist,
-                                 g.cfg.runtime.max_views_per_forward, progress=dist.is_main)
-        records = loader.source.records
-        if len(index) != len(records):
-            raise PredictError(f"{g.list_file}: only {len(index)} of {len(records)} inputs were predicted")
-        scores = average_clips(torch.from_numpy(scores), g.cfg.runtime.average_clips).numpy()
-        out.append(Scored(records, scores, probabilities(scores, g.cfg.runtime.average_clips)))
+    out = score_inputs(model, groups, dist)
     shutdown(dist)
+    for g, s in zip(groups, out):
+        if not s.complete:
+            raise PredictError(f"{g.list_file}: only {len(s.index)} of {len(s.records)} inputs were predicted")
     return out if dist.is_main else None
 
 
@@ -109,7 +72,7 @@ def score_groups(groups: list[Group], checkpoint: str, device: str | None = None
 def video_config(cfg: Config, *, decoder: str | None = None) -> Config:
     """The recipe reading video files (a frame-folder recipe's frames count from 0 in a video, MMAction2's default)."""
     d = cfg.data
-    if d.modality == "Flow":
+    if d.is_flow:
         raise PredictError("a flow recipe reads folders of flow frames, not video files")
     start = d.start_index if d.source == "video" else None
     return dataclasses.replace(cfg, data=dataclasses.replace(d, source="video", start_index=start, on_error="raise",
@@ -124,14 +87,8 @@ def frames_config(cfg: Config) -> Config:
 
 
 def frame_layout(cfg: Config) -> FrameLayout:
-    d = frames_config(cfg).data
-    return FrameLayout(d.filename_tmpl, d.first_index, d.modality)
-
-
-def is_frame_folder(path: str, layout: FrameLayout) -> bool:
-    """Whether `path` holds the first frame (both flow files) the recipe's template names."""
-    firsts = layout.frame_paths(VideoRecord(path, (0,), None), [layout.start_index])
-    return os.path.isdir(path) and all(os.path.isfile(p) for p in firsts)
+    """How the recipe names the files of a frame folder given to `tsn predict`."""
+    return frames_config(cfg).data.frame_layout
 
 
 def is_many(path: str, cfg: Config) -> bool:
@@ -141,31 +98,45 @@ def is_many(path: str, cfg: Config) -> bool:
     return os.path.isdir(path) and not is_frame_folder(path, frame_layout(cfg))
 
 
-def find_inputs(root: str, layout: FrameLayout) -> tuple[list[str], list[str]]:
-    """(video files, frame folders) under `root`, recursively, sorted; hidden entries are skipped and a frame
-    folder is not searched further. Video extensions are jobs/dataprep/listio.py VIDEO_EXTENSIONS."""
-    videos, folders = [], []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        frames = [d for d in dirs if is_frame_folder(os.path.join(folder, d), layout)]
-        folders += [os.path.join(folder, d) for d in frames]
-        dirs[:] = [d for d in dirs if d not in frames]
-        videos += [os.path.join(folder, f) for f in files
-                   if not f.startswith(".") and os.path.splitext(f)[1].lower() in VIDEO_EXTENSIONS]
-    return sorted(videos), sorted(folders)
-
-
 def frame_count(folder: str, layout: FrameLayout) -> int:
-    """Frames named like the template (what `tsn prepare` writes into lists); flow: x and y must agree."""
+    """The frames of one folder by the one counting rule (jobs/media/naming.py count_frames), for both a folder
+    given alone and the folders found under a parent."""
     try:
-        if layout.modality == "Flow":
-            return count_flow_frames(folder, layout.filename_tmpl)
-        return count_frames(folder, layout.filename_tmpl)
+        n = count_frames(folder, layout.filename_tmpl)
     except ValueError as err:
         raise PredictError(str(err)) from None
+    if n == 0:
+        first = layout.frame_paths(VideoRecord(folder, (0,), None), [layout.start_index])[0]
+        raise PredictError(f"{folder}: no frames (expected e.g. {first})")
+    return n
 
 
-# ------------------------------------------------------------------------------------------------------- the two modes
+def folder_record(folder: str, layout: FrameLayout) -> VideoRecord:
+    """A frame folder as a record of the whole folder (label 0 is a placeholder: the loader needs one)."""
+    return VideoRecord(folder, (0,), frame_count(folder, layout), 0, folder)
+
+
+# ------------------------------------------------------------------------------------------------------ the three modes
+
+def predict_one(cfg: Config, checkpoint: str | Checkpoint, path: str, *, topk: int = 5, names: list[str] | None = None,
+                device: str | None = None) -> list[dict]:
+    """Top-k {label, name, score} of one video file or frame folder, in this process (no process group); names
+    from `names` (line index = label), else the label's number."""
+    path = os.path.abspath(path)
+    if os.path.isdir(path):
+        layout = frame_layout(cfg)
+        cfg, record = frames_config(cfg), folder_record(path, layout)
+    elif os.path.isfile(path):
+        cfg, record = video_config(cfg), VideoRecord(path, (0,), None, 0, path)
+    else:
+        raise PredictError(f"{path}: no such file or folder")
+    # One video: a batch of one, single-label top-k (whatever the recipe's multi-label setting).
+    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, multi_class=False, test_videos_per_gpu=1))
+    checkpoint = as_checkpoint(checkpoint)
+    model = load_for_eval(cfg.model, checkpoint)
+    [scored] = score_inputs(model, [Inputs(cfg, records=[record])], Dist(device=pick_device(device)))
+    return top_k(scored.probs[0], topk, names or [])
+
 
 def predict_many(cfg: Config, checkpoint: str, path: str, *, prefix: str | None = None, topk: int = 5,
                  names: list[str] | None = None, device: str | None = None) -> tuple[list[dict], dict | None] | None:
@@ -177,7 +148,7 @@ def predict_many(cfg: Config, checkpoint: str, path: str, *, prefix: str | None 
     names = names or []
     if os.path.isfile(path):
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, on_error="raise"))
-        scored = score_groups([Group(cfg, path, prefix=prefix)], checkpoint, device)
+        scored = score_groups([Inputs(cfg, path, prefix=prefix)], checkpoint, device)
         if scored is None:
             return None
         s = scored[0]
@@ -186,22 +157,19 @@ def predict_many(cfg: Config, checkpoint: str, path: str, *, prefix: str | None 
         labels = [r.labels for r in s.records]
         return rows, compute_metrics(s.scores, labels, cfg.runtime.metrics, cfg.model.num_classes)
     layout = frame_layout(cfg)
-    videos, folders = find_inputs(path, layout)
-    if videos and cfg.data.modality == "Flow":
+    videos, folders = find_media(path, lambda folder: is_frame_folder(folder, layout))
+    if videos and cfg.data.is_flow:
         raise PredictError(f"{path}: {len(videos)} video files (e.g. {videos[0]}), but a flow recipe reads folders "
                            "of flow frames")
     if not videos and not folders:
         raise PredictError(f"{path}: no video files ({' '.join(sorted(VIDEO_EXTENSIONS))}) and no frame folders "
-                           f"(e.g. {layout.filename_tmpl.format(*(['x'] if layout.modality == 'Flow' else []), 1)})")
-    with tempfile.TemporaryDirectory(prefix="tsn_predict_") as tmp:
-        groups = []
-        if folders:
-            records = [VideoRecord(f, (0,), frame_count(f, layout), 0, f) for f in folders]
-            groups.append(Group(frames_config(cfg), os.path.join(tmp, "folders.txt"), records))
-        if videos:
-            records = [VideoRecord(v, (0,), None, 0, v) for v in videos]
-            groups.append(Group(video_config(cfg), os.path.join(tmp, "videos.txt"), records))
-        scored = score_groups(groups, checkpoint, device)
+                           f"(e.g. {os.path.basename(layout.frame_paths(VideoRecord('', (0,), None), [1])[0])})")
+    groups = []
+    if folders:
+        groups.append(Inputs(frames_config(cfg), records=[folder_record(f, layout) for f in folders]))
+    if videos:
+        groups.append(Inputs(video_config(cfg), records=[VideoRecord(v, (0,), None, 0, v) for v in videos]))
+    scored = score_groups(groups, checkpoint, device)
     if scored is None:
         return None
     rows = [{"path": r.path, "topk": top_k(p, topk, names)} for s in scored for r, p in zip(s.records, s.probs)]
@@ -241,7 +209,7 @@ def predict_timeline(cfg: Config, checkpoint: str, path: str, *, window: float, 
             windows = video_windows(path, window, stride, index_file + ".index.jsonl")
         except TimelineError as err:
             raise PredictError(f"{path}: {err}") from None
-        scored = score_groups([Group(cfg, index_file, window_records(path, windows))], checkpoint, device)
+        scored = score_groups([Inputs(cfg, index_file, window_records(path, windows))], checkpoint, device)
     if scored is None:
         return None
     probs = scored[0].probs

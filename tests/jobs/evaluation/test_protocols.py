@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jobs.training.config import load_config
-from jobs.training.protocols import PROTOCOLS, with_protocol
+from jobs.evaluation.protocols import PROTOCOLS, with_protocol
+from jobs.recipes.config import load_config
 from pipelines.layout import ClipLayout
 
 RGB = "tsn_r50_1x1x3_100e_kinetics400_rgb"         # val: 3 clips CenterCrop 224; test: 25 clips TenCrop 224
@@ -23,7 +23,7 @@ RGB_VIEWS = {"tencrop25": (250, 10, 224), "threecrop25": (75, 3, 256), "dense": 
 
 
 def layout(cfg, split) -> ClipLayout:
-    return ClipLayout.of(split.sampler, split.augment, flow=cfg.data.modality == "Flow")
+    return ClipLayout.of(split.sampler, split.augment, flow=cfg.data.is_flow)
 
 
 def rng():

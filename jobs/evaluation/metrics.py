@@ -128,3 +128,38 @@ def fuse_scores(score_list: Sequence, coefficients: Sequence[float] | None = Non
     if apply_softmax:
         mats = [softmax(m) for m in mats]
     return weighted_scores(mats, [1.0] * len(mats) if coefficients is None else coefficients)
+
+
+
+# ------------------------------------------------ named metrics (a recipe's runtime.metrics, `tsn test --eval`)
+
+def multi_hot(labels: list[tuple[int, ...]], num_classes: int) -> np.ndarray:
+    out = np.zeros((len(labels), num_classes), np.float32)
+    for row, labs in enumerate(labels):
+        out[row, list(labs)] = 1.0
+    return out
+
+
+def compute_metrics(scores: np.ndarray, labels: list[tuple[int, ...]], names: tuple[str, ...],
+                    num_classes: int) -> dict[str, float]:
+    """Named metrics: top1_acc/top5_acc (top_k_accuracy), mean_class_accuracy, the two mAP variants."""
+    out = {}
+    single = np.array([labs[0] for labs in labels])
+    for name in names:
+        if name == "top_k_accuracy":
+            top1, top5 = top_k_accuracy(scores, single, (1, 5))
+            out.update(top1_acc=float(top1), top5_acc=float(top5))
+        elif name == "mean_class_accuracy":
+            out[name] = float(mean_class_accuracy(scores, single))
+        elif name == "mean_average_precision":
+            out[name] = float(mean_average_precision(scores, multi_hot(labels, num_classes)))
+        elif name == "mmit_mean_average_precision":
+            out[name] = float(mmit_mean_average_precision(scores, multi_hot(labels, num_classes)))
+        else:
+            raise ValueError(f"unknown metric {name!r}")
+    return out
+
+
+def headline(metrics: dict[str, float]) -> float:
+    """The number `best.pth` is chosen by: top-1 when there is one, else the first metric."""
+    return metrics.get("top1_acc", next(iter(metrics.values()), 0.0))

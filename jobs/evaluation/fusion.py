@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import click
 import numpy as np
 
-from jobs.training.metrics import fuse_scores, mean_class_accuracy, top_k_accuracy
-from jobs.training.scores import load_scores
+from jobs.evaluation.metrics import fuse_scores, mean_class_accuracy, top_k_accuracy
+from jobs.evaluation.scores import load_scores
 from pipelines.annotations import load_labels
+from pipelines.errors import UserError
+
+
+class FusionError(UserError, ValueError):
+    """Score files that cannot be fused with the labels given; the message names the file."""
 
 
 def read_labels(list_file: str) -> np.ndarray:
@@ -22,7 +26,7 @@ def fuse(score_files: list[str], coefficients: list[float], labels: np.ndarray, 
     streams = [load_scores(f) for f in score_files]
     for f, s in zip(score_files, streams):
         if len(s) != len(labels):
-            raise click.ClickException(f"{f}: {len(s)} score rows but {len(labels)} labels in the list")
+            raise FusionError(f"{f}: {len(s)} score rows but {len(labels)} labels in the list")
     # Per-stream rows are unaffected by softmax (it keeps each row's ranking); it matters only for the sum.
     rows = [(Path(f).name, s) for f, s in zip(score_files, streams)]
     ratio = ":".join(f"{c:g}" for c in coefficients)

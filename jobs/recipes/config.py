@@ -19,18 +19,24 @@ try:
 except ModuleNotFoundError:        # Python 3.10: the same parser from PyPI (setup.cfg)
     import tomli as tomllib
 
-from jobs.training.evaluation import METRICS
-from model.tsn import AVERAGE_CLIPS, TSNConfig
-from pipelines.annotations import MODALITIES
+from model.config import AVERAGE_CLIPS, TSNConfig
+from pipelines.annotations import MODALITIES, FrameLayout
 from pipelines.augment import Step
+from pipelines.errors import UserError
 from pipelines.geometry import Augment
+from pipelines.layout import ClipLayout
 from pipelines.normalize import Normalize
 from pipelines.sampling import Sampler
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"   # jobs/configs/
+CONFIG_DIR = Path(__file__).resolve().parent   # jobs/recipes/: the shipped recipes sit beside this module
 
 
-class ConfigError(ValueError):
+# The metric names a recipe or `tsn test --eval` may ask for (MMAction2's `evaluate(metrics=...)` names); computed by
+# jobs/evaluation/metrics.py compute_metrics.
+METRICS = ("top_k_accuracy", "mean_class_accuracy", "mean_average_precision", "mmit_mean_average_precision")
+
+
+class ConfigError(UserError, ValueError):
     """A recipe that cannot be used; the message names the file and the key."""
 
 
@@ -67,7 +73,7 @@ class DataConfig:
         _choice("decoder", self.decoder, ("auto", "dali", "pyav"))
         if self.on_error is not None:
             _choice("on_error", self.on_error, ("skip", "raise"))
-        if self.source == "video" and self.modality == "Flow":
+        if self.source == "video" and self.is_flow:
             raise ValueError("flow is read from frame folders (source = 'frames')")
         for name in ("videos_per_gpu", "test_videos_per_gpu", "workers", "threads", "prefetch"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
@@ -82,6 +88,16 @@ class DataConfig:
     @property
     def first_index(self) -> int:
         return self.start_index if self.start_index is not None else (1 if self.source == "frames" else 0)
+
+    @property
+    def is_flow(self) -> bool:
+        """Two-channel optical flow (x, y frame pairs) rather than RGB: the one test of flow-ness on the jobs side."""
+        return self.modality == "Flow"
+
+    @property
+    def frame_layout(self) -> FrameLayout:
+        """How this recipe's frame folders name their files (template, first index, modality)."""
+        return FrameLayout(self.filename_tmpl, self.first_index, self.modality)
 
 
 @dataclass(frozen=True)
@@ -152,8 +168,13 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
+    def clip_layout(self, split: str) -> ClipLayout:
+        """The (B, V, C, H, W) layout `split` ("train" | "val" | "test") produces: views, channels, output size."""
+        part = getattr(self, split)
+        return ClipLayout.of(part.sampler, part.augment, flow=self.data.is_flow)
+
     def __post_init__(self):
-        flow = self.data.modality == "Flow"
+        flow = self.data.is_flow
         if flow and self.model.in_channels != 2 * self.train.sampler.clip_len:
             raise ValueError(f"flow needs model.in_channels = 2 * clip_len = {2 * self.train.sampler.clip_len}")
         if len(self.normalize.mean) != (2 if flow else 3):
@@ -240,7 +261,7 @@ def _parse_override(item: str) -> tuple[list[str], object]:
 
 
 def resolve_path(name_or_path: str) -> Path:
-    """A config given as a path, or by recipe name (shipped in jobs/configs/)."""
+    """A config given as a path, or by recipe name (shipped in jobs/recipes/)."""
     path = Path(name_or_path)
     if path.is_file():
         return path

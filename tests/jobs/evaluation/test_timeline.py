@@ -6,7 +6,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from jobs.training.timeline import (
+from jobs.evaluation.timeline import (
     TimelineError,
     Window,
     duration,

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
-from jobs.training.config import Config, ConfigError, config_dict, config_from_dict, load_config
+from jobs.recipes.config import Config, ConfigError, config_dict, config_from_dict, load_config
 from pipelines.annotations import AnnotationError, load_class_names
+from pipelines.errors import UserError
 
 LATEST = "latest"          # a text file holding the file name of the newest complete checkpoint
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")
@@ -35,7 +36,7 @@ SUFFIXES = (".pth", ".pt", ".ckpt")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 is a zip archive
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint that cannot be used (missing, empty, truncated, not a torch file, unwritable, not fitting the
     model); the message starts with the file."""
 
