@@ -27,6 +27,7 @@ from .plan import GraphPlan
 from .readers import BadSample, Clip
 from .sampling import Sampler, video_rng
 from .sharding import Shard, batches, epoch_order, loadable, shard_videos
+from .workers import arm_spawned_worker
 
 MAX_SUBSTITUTES = 20   # skip mode: how many other videos to try in place of a bad one
 
@@ -100,6 +101,11 @@ class ClipSource:
             raise ValueError("augmentation steps run on the graph's views: plan the device variant "
                              "(plan_graph(..., steps=True))")
         self.layout = ClipLayout.of(self.sampler, self.augment, flow=self.flow)
+
+    def __setstate__(self, state: dict):
+        """Unpickled in a spawned DALI worker, at its start: the worker dies with its parent (pipelines/workers.py)."""
+        self.__dict__.update(state)
+        arm_spawned_worker()
 
     def sliced(self, view: View) -> bool:
         """Whether the graph cuts this box with fn.slice (else fn.resize): a plain crop, or on the host-resample

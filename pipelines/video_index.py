@@ -34,6 +34,7 @@ from pipelines.pyav_decode import (
     read_packet_table,
 )
 from pipelines.timeout import DecodeTimeout, call_with_timeout
+from pipelines.workers import pool_initializer
 
 INDEX_VERSION = 1  # bump when probe semantics change: cached lines of another version are re-probed
 DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})  # DALI 2.4's bundled libavcodec (docs/ARCHITECTURE.md, Decoders)
@@ -222,7 +223,7 @@ def _probe_all(paths: list[str], workers: int, progress: bool, timeout_s, sink) 
     if workers <= 1 or len(jobs) < 4 * workers:
         results = map(_probe_one, jobs)
     else:  # spawn: safe even if the parent already holds CUDA contexts or DALI threads
-        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+        pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=pool_initializer)
         results = pool.map(_probe_one, jobs, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
     try:
         for info in tqdm(results, total=len(jobs), desc="probe videos", unit="file",

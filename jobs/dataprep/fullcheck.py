@@ -33,6 +33,8 @@ from multiprocessing import get_context
 import numpy as np
 from tqdm import tqdm
 
+from pipelines.workers import pool_initializer
+
 CACHE_VERSION = 1           # bump when what a check decides changes: cached results of another version are redone
 BATCH_FILES = 256           # frames per DALI batch: several folders of a typical list, bounded memory
 VIDEO_TIMEOUT_S = 600.0     # a decode that hangs (pathological file) is reported, not waited for
@@ -317,7 +319,7 @@ def decode_check(jobs: list[Job], cache_path: str, *, workers: int = 2,
             for task in tasks:
                 sink(_run_task(task))
         else:   # spawn: safe even if this process already holds CUDA contexts or DALI threads
-            with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+            with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=pool_initializer) as pool:
                 for future in as_completed([pool.submit(_run_task, t) for t in tasks]):
                     sink(future.result())
     bar.close()

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipelines.workers import ParentDied, pool_initializer
+
 
 @dataclass(frozen=True)
 class Task:
@@ -49,6 +51,10 @@ def _guarded(work: Callable[[Task], None], task: Task) -> str | None:
     because decoder exceptions (PyAV, OpenCV) do not always survive pickling."""
     try:
         work(task)
+    except ParentDied as died:
+        # The parent is gone (pipelines/workers.py pool_initializer): the task has unwound, its temp folder is
+        # removed; leave now instead of sending a result nobody reads and waiting for the next task.
+        os._exit(died.code)
     except Exception as err:
         return f"{type(err).__name__}: {err}".strip()
     return None
@@ -59,7 +65,8 @@ def _run_pool(todo: list[Task], work, workers: int, on_result: Callable[[Task, s
     broken = []
     # spawn, not fork: the caller may already run torch/DALI/FFmpeg threads, and a forked child can inherit one
     # of their locks held and deadlock (seen when the test suite had loaded DALI before preparing frames).
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=pool_initializer) as pool:
         pending: dict[Future, Task] = {pool.submit(_guarded, work, t): t for t in todo}
         while pending:
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)

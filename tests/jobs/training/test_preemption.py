@@ -1,0 +1,237 @@
+"""Stopping a job: nothing it started outlives it (SIGKILL included), and a preemption signal saves the current step
+so that `--resume auto` continues from that exact batch.
+
+The runs are real `tsn train` processes (and a 2-rank gloo torchrun job) on the synthetic set. The three factors of
+the acceptance matrix, launcher (one process | torchrun), DALI worker start (fork | spawn) and signal (KILL | TERM),
+are covered pairwise by four runs (an orthogonal array: every pair of levels of every two factors occurs once), plus
+the signal to one rank of a torchrun job. The process tree is read from /proc before the signal; 10 s after it, every
+one of those processes must be gone (or a zombie awaiting its reaper).
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from jobs.training import checkpoint as ckpt
+from jobs.training.preemption import PREEMPTED_EXIT, parse_signal
+from tests.helpers import ROOT, synthetic_overrides
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
+
+# BN frozen and no dropout keep DDP comparable; 2 videos per batch make 12 (one process) or 6 (per rank) batches per
+# epoch, so a signal sent after the first logged step lands mid-epoch.
+SMALL = ["model.norm_eval=true", "model.dropout=0.0", "data.workers=2", "runtime.log_interval=1", "optim.epochs=2",
+         "data.videos_per_gpu=2", "runtime.checkpoint_interval=1", "optim.lr=0.05"]
+ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
+TRAIN = {"fork": ["jobs/cli.py", "train"], "spawn": ["tests/jobs/training/spawn_driver.py", "train"]}
+GONE_AFTER_S = 10.0
+
+
+def options(items):
+    return [x for item in items for x in ("--cfg-options", item)]
+
+
+# ------------------------------------------------------------------------------------------------ processes via /proc
+
+def _stat(pid: int) -> tuple[int, str, int] | None:
+    """(parent pid, state letter, start time in clock ticks) of a live or zombie process, None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return int(fields[1]), fields[0], int(fields[19])
+
+
+def process_tree(root: int) -> dict[int, int]:
+    """{pid: start time} of `root` and all its descendants."""
+    children: dict[int, list[int]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit() and (st := _stat(int(name))) is not None:
+            children.setdefault(st[0], []).append(int(name))
+    tree, todo = {}, [root]
+    while todo:
+        pid = todo.pop()
+        if (st := _stat(pid)) is not None:
+            tree[pid] = st[2]
+            todo += children.get(pid, [])
+    return tree
+
+
+def survivors(tree: dict[int, int]) -> list[str]:
+    """The processes of `tree` still running (same pid and start time, not a zombie), with their command lines."""
+    out = []
+    for pid, start in tree.items():
+        st = _stat(pid)
+        if st is not None and st[2] == start and st[1] != "Z":
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
+            except OSError:
+                cmd = "?"
+            out.append(f"{pid} ({st[1]}): {cmd}")
+    return out
+
+
+def wait_all_gone(tree: dict[int, int]) -> list[str]:
+    deadline = time.monotonic() + GONE_AFTER_S
+    while (alive := survivors(tree)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return alive
+
+
+def start(args, work: Path, launcher: str) -> subprocess.Popen:
+    cmd = [sys.executable, *args] if launcher == "single" else \
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={29600 + os.getpid() % 300}",
+         *args]
+    return subprocess.Popen(cmd, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=open(work.with_suffix(".err"), "w"),
+                            start_new_session=True)
+
+
+def wait_for_training(proc: subprocess.Popen, work: Path, workers: int):
+    """Until the first step is logged and the DALI workers exist (rank processes: `workers` python children each)."""
+    deadline = time.monotonic() + 400
+    log = work / "train.log"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the job ended before training (rc {proc.returncode}): "
+                        f"{work.with_suffix('.err').read_text()[-3000:]}")
+        if log.is_file() and "Epoch [1][1/" in log.read_text() and len(process_tree(proc.pid)) > workers:
+            return
+        time.sleep(0.2)
+    pytest.fail("no training step within 400 s")
+
+
+def rank_pids(torchrun_pid: int) -> dict[int, int]:
+    """{rank: pid} of a torchrun job's worker processes (their RANK environment variable)."""
+    out = {}
+    for pid in process_tree(torchrun_pid):
+        try:
+            env = dict(x.split("=", 1) for x in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in x)
+        except OSError:
+            continue
+        if "RANK" in env and "TORCHELASTIC_RUN_ID" in env and _stat(pid) and _stat(pid)[0] == torchrun_pid:
+            out[int(env["RANK"])] = pid
+    return out
+
+
+def weights(path):
+    return torch.load(path, map_location="cpu", weights_only=False)["model"]
+
+
+def stop_position(work: Path) -> tuple[int, int, int]:
+    """(epoch, epoch_iteration, iteration) of the interrupted checkpoint."""
+    state = ckpt.load_checkpoint(work / ckpt.INTERRUPTED)
+    return state["epoch"], state["epoch_iteration"], state["iteration"]
+
+
+# ------------------------------------------------------------------------------------------------ the tests
+
+def test_parse_signal():
+    assert parse_signal("USR1") == parse_signal("SIGUSR1") == parse_signal(str(int(signal.SIGUSR1))) == signal.SIGUSR1
+    with pytest.raises(ValueError, match="unknown signal"):
+        parse_signal("NOPE")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_sigterm_saves_the_step_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
+    """One process, spawned workers, SIGTERM mid-epoch: exit PREEMPTED_EXIT, nothing left running, a checkpoint of
+    the step reached; `--resume auto` from it ends with weights bit-identical to a run never interrupted."""
+    cfg = ["tsn_r18_synthetic_rgb", "--device", "cpu", "--deterministic", "--no-validate"] + \
+        options(synthetic_overrides(synthetic_root) + SMALL)
+    work = tmp_path / "stopped"
+    proc = start(TRAIN["spawn"] + cfg + ["--work-dir", str(work)], work, "single")
+    try:
+        wait_for_training(proc, work, workers=2)
+        tree = process_tree(proc.pid)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(timeout=120) == PREEMPTED_EXIT, work.with_suffix(".err").read_text()[-3000:]
+        assert wait_all_gone(tree) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    epoch, batch, iteration = stop_position(work)
+    assert 1 <= batch <= 12 and iteration == 12 * epoch + batch
+    assert ckpt.find_latest(work).name == ckpt.INTERRUPTED
+    assert "stopped by SIGTERM" in (work / "train.log").read_text()
+
+    env = dict(ENV)
+    resumed = subprocess.run([sys.executable, *TRAIN["fork"], *cfg, "--work-dir", str(work), "--resume", "auto"],
+                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    full = subprocess.run([sys.executable, *TRAIN["fork"], *cfg, "--work-dir", str(tmp_path / "full")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert full.returncode == 0, full.stderr[-3000:]
+    a, b = weights(tmp_path / "full" / "epoch_2.pth"), weights(work / "epoch_2.pth")
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])][:5]
+    assert not (work / ckpt.INTERRUPTED).exists()        # superseded by the epoch checkpoints, pruned
+    # the resumed run logged exactly the steps the interrupted one had not done
+    steps = [line for line in (work / "train.log").read_text().splitlines() if "] lr:" in line]
+    assert len(steps) == 24
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize(("launcher", "start_method", "sig"), [
+    ("single", "fork", signal.SIGKILL),
+    ("torchrun", "spawn", signal.SIGKILL),
+    ("torchrun", "fork", signal.SIGTERM),
+])
+def test_a_stopped_job_leaves_no_process_behind(synthetic_root, tmp_path, launcher, start_method, sig):
+    """With the SIGTERM case of the test above this covers every pair of (launcher, worker start, signal) levels.
+    The signal goes to the launched process (the trainer, or torchrun): a SIGKILLed torchrun's ranks get SIGTERM
+    from the kernel (their parent-death signal) and stop like preempted ranks."""
+    work = tmp_path / "work"
+    args = TRAIN[start_method] + ["tsn_r18_synthetic_rgb", "--device", "cpu", "--no-validate", "--work-dir",
+                                  str(work)] + options(synthetic_overrides(synthetic_root) + SMALL)
+    proc = start(args, work, launcher)
+    try:
+        wait_for_training(proc, work, workers=2 if launcher == "single" else 6)
+        tree = process_tree(proc.pid)
+        assert len(tree) >= (3 if launcher == "single" else 7)      # trainer(s) + 2 DALI workers each
+        os.kill(proc.pid, sig)
+        proc.wait(timeout=120)
+        assert wait_all_gone(tree) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    if launcher == "torchrun" and sig == signal.SIGTERM:    # torchrun passes SIGTERM on: a preemption stop
+        epoch, batch, iteration = stop_position(work)
+        assert 1 <= batch <= 6 and iteration == 6 * epoch + batch
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_signal_to_one_rank_stops_both_at_the_same_step(synthetic_root, tmp_path):
+    """SIGUSR1 to rank 1 only: both ranks agree (a collective after every step), stop after the same step, rank 0
+    writes the one checkpoint, both exit PREEMPTED_EXIT; nothing of the job is left running."""
+    work = tmp_path / "work"
+    args = TRAIN["fork"] + ["tsn_r18_synthetic_rgb", "--device", "cpu", "--no-validate", "--work-dir", str(work)] + \
+        options(synthetic_overrides(synthetic_root) + SMALL)
+    proc = start(args, work, "torchrun")
+    try:
+        wait_for_training(proc, work, workers=6)
+        tree = process_tree(proc.pid)
+        ranks = rank_pids(proc.pid)
+        assert sorted(ranks) == [0, 1]
+        os.kill(ranks[1], signal.SIGUSR1)
+        proc.wait(timeout=120)
+        assert wait_all_gone(tree) == []
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    err = work.with_suffix(".err").read_text()
+    assert any("exitcode" in line and f": {PREEMPTED_EXIT} " in line for line in err.splitlines()), err[-3000:]
+    epoch, batch, iteration = stop_position(work)
+    assert 1 <= batch <= 6 and iteration == 6 * epoch + batch
+    assert sorted(p.name for p in work.glob("*.pth")) == [ckpt.INTERRUPTED]
+    log = (work / "train.log").read_text()
+    assert f"stopped by a signal on another rank after batch {batch} of epoch {epoch + 1}" in log
+    steps = [line for line in log.splitlines() if "] lr:" in line]
+    assert steps[-1].split("]")[1] == f"[{batch}/6" and len(steps) == 6 * epoch + batch
