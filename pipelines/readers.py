@@ -1,7 +1,8 @@
 """What one video's sampled frames look like before DALI sees them: encoded JPEGs, decoded frames, or a video file.
 
 Each reader turns (record, frame indices) into a `Clip`. The three kinds differ in where decoding happens:
-  FrameFolderReader  JPEG files -> DALI image decoder (CPU libjpeg-turbo or nvJPEG); one sample per frame.
+  FrameFolderReader  image files (JPEG, or PNG etc. by content) -> DALI image decoder (CPU libjpeg-turbo or nvJPEG);
+                     one sample per frame.
   PyAVReader         video file -> frames decoded here with keyframe seeking (CPU); one sample per frame.
   VideoFileReader    video file bytes + indices -> DALI video decoder (NVDEC, or the CPU backend for VP8/VP9/MJPEG);
                      one sample per video (a sequence).
@@ -13,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .annotations import FrameLayout, VideoRecord
-from .jpeg import BadJpeg, jpeg_size
+from .jpeg import BadJpeg, image_size
 
 
 class BadSample(RuntimeError):
@@ -52,7 +53,7 @@ class FrameFolderReader:
         size = None
         for path, buf in zip(files, data):
             try:
-                wh = jpeg_size(buf)
+                wh = image_size(buf)   # by content: a PNG named .jpg is a PNG
             except BadJpeg as err:
                 raise BadSample(f"{path}: {err}") from None
             if size is not None and wh != size:

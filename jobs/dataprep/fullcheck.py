@@ -145,7 +145,7 @@ _decoders: dict[bool, _Decoder] = {}
 
 def check_folders(jobs: list[Job]) -> list[tuple[Job, list[tuple[str, str]]]]:
     """Every frame of every folder in `jobs` (one DALI batch when all is well): [(job, problems)]."""
-    from pipelines.jpeg import BadJpeg, jpeg_size
+    from pipelines.jpeg import BadJpeg, image_size
 
     bad: dict[str, list[tuple[str, str]]] = {j.path: [] for j in jobs}     # folder -> [(file, reason)]
     batch: list[tuple[Job, str, np.ndarray]] = []
@@ -154,7 +154,7 @@ def check_folders(jobs: list[Job]) -> list[tuple[Job, list[tuple[str, str]]]]:
         for f in job.files:
             try:
                 buf = np.fromfile(f, np.uint8)
-                wh = jpeg_size(buf)               # the checks FrameFolderReader makes before DALI sees a file
+                wh = image_size(buf)              # the checks FrameFolderReader makes before DALI sees a file
             except (OSError, BadJpeg) as err:
                 bad[job.path].append((f, str(err)))
                 continue
