@@ -22,6 +22,7 @@ import torch
 from jobs.training import checkpoint as ckpt
 from jobs.training.preemption import PREEMPTED_EXIT, parse_signal
 from tests.helpers import ROOT, synthetic_overrides
+from tests.processes import process_tree, stat, wait_all_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
 
@@ -31,58 +32,10 @@ SMALL = ["model.norm_eval=true", "model.dropout=0.0", "data.workers=2", "runtime
          "data.videos_per_gpu=2", "runtime.checkpoint_interval=1", "optim.lr=0.05"]
 ENV = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
 TRAIN = {"fork": ["jobs/cli.py", "train"], "spawn": ["tests/jobs/training/spawn_driver.py", "train"]}
-GONE_AFTER_S = 10.0
 
 
 def options(items):
     return [x for item in items for x in ("--cfg-options", item)]
-
-
-# ------------------------------------------------------------------------------------------------ processes via /proc
-
-def _stat(pid: int) -> tuple[int, str, int] | None:
-    """(parent pid, state letter, start time in clock ticks) of a live or zombie process, None when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return None
-    return int(fields[1]), fields[0], int(fields[19])
-
-
-def process_tree(root: int) -> dict[int, int]:
-    """{pid: start time} of `root` and all its descendants."""
-    children: dict[int, list[int]] = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit() and (st := _stat(int(name))) is not None:
-            children.setdefault(st[0], []).append(int(name))
-    tree, todo = {}, [root]
-    while todo:
-        pid = todo.pop()
-        if (st := _stat(pid)) is not None:
-            tree[pid] = st[2]
-            todo += children.get(pid, [])
-    return tree
-
-
-def survivors(tree: dict[int, int]) -> list[str]:
-    """The processes of `tree` still running (same pid and start time, not a zombie), with their command lines."""
-    out = []
-    for pid, start in tree.items():
-        st = _stat(pid)
-        if st is not None and st[2] == start and st[1] != "Z":
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:160]
-            except OSError:
-                cmd = "?"
-            out.append(f"{pid} ({st[1]}): {cmd}")
-    return out
-
-
-def wait_all_gone(tree: dict[int, int]) -> list[str]:
-    deadline = time.monotonic() + GONE_AFTER_S
-    while (alive := survivors(tree)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    return alive
 
 
 def start(args, work: Path, launcher: str) -> subprocess.Popen:
@@ -115,7 +68,7 @@ def rank_pids(torchrun_pid: int) -> dict[int, int]:
             env = dict(x.split("=", 1) for x in Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0") if "=" in x)
         except OSError:
             continue
-        if "RANK" in env and "TORCHELASTIC_RUN_ID" in env and _stat(pid) and _stat(pid)[0] == torchrun_pid:
+        if "RANK" in env and "TORCHELASTIC_RUN_ID" in env and stat(pid) and stat(pid)[0] == torchrun_pid:
             out[int(env["RANK"])] = pid
     return out
 
