@@ -115,11 +115,26 @@ def pool_initializer():
 _arming = threading.local()
 
 
+def _ignore_user_signals():
+    """SLURM signals every process of a job step, workers included (proctrack/cgroup): `--signal=USR1@90` would end a
+    DALI worker (SIGUSR1's default action) under the trainer that is about to finish its step with it. DALI never
+    uses SIGUSR1/SIGUSR2, so its workers ignore them; SIGTERM keeps its meaning (DALI and the watchdog stop workers
+    with it), and a trainer that was signalled too treats a worker lost that way as the stop it asked for
+    (jobs/training/preemption.py)."""
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _arm_dali_worker(parent_pid: int | None):
+    _ignore_user_signals()
+    die_with_parent(signal.SIGKILL, parent_pid)
+
+
 def _after_fork_in_child():
     """os.register_at_fork hook: a child forked while `dali_workers_die_with_parent` is active (DALI's fork start
     method) gets SIGKILL when the parent dies. Its parent is the process that forked it."""
     if getattr(_arming, "ppid", None) is not None:
-        die_with_parent(signal.SIGKILL, _arming.ppid)
+        _arm_dali_worker(_arming.ppid)
         _arming.ppid = None
 
 
@@ -131,7 +146,8 @@ def dali_workers_die_with_parent():
     """Around DALI's `start_py_workers()`: forked workers are armed by an at-fork hook that acts only inside this
     block; spawned ones arm themselves when they unpickle the source (`ClipSource.__setstate__` calls
     `arm_spawned_worker`). DALI's workers hold no temp files, and their shared memory is file descriptors that die
-    with the last holder, so SIGKILL (immune to a worker stuck in C) is the signal."""
+    with the last holder, so SIGKILL (immune to a worker stuck in C) is the signal. Workers also ignore SIGUSR1 and
+    SIGUSR2 (`_ignore_user_signals`)."""
     if not _hooked:
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _hooked.append(True)
@@ -146,4 +162,4 @@ def arm_spawned_worker():
     """In a spawned DALI worker (called while its callback is unpickled): SIGKILL when the parent dies. Elsewhere (the
     main process, a pickle round trip there) nothing happens: only a multiprocessing child has a parent record."""
     if _expected_parent() is not None:
-        die_with_parent(signal.SIGKILL)
+        _arm_dali_worker(_expected_parent())

@@ -41,6 +41,7 @@ from PIL import Image
 from pipelines import pyav_decode
 from pipelines.pyav_decode import DecodeOptions
 from pipelines.sampling import Sampler, video_rng
+from pipelines.workers import pool_initializer
 
 FPS = 30
 
@@ -274,7 +275,7 @@ def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: i
     decoders = [Decord(), Ours(), *variants]
     rows = []
     ctx = multiprocessing.get_context("spawn")      # no inherited decoder threads or DALI state
-    with ctx.Pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    with ctx.Pool(workers, initializer=pool_initializer) if workers > 1 else contextlib.nullcontext() as pool:
         for kind in kinds:
             say(f"[video-decode] files: {kind.name}")
             paths = make_videos(root, kind, files)

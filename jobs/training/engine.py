@@ -129,7 +129,7 @@ def train_step(t: Trainer, clips: torch.Tensor, labels: torch.Tensor) -> torch.T
 def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger, log_interval: int,
                     stop=None) -> int:
     """Train over `loader` once (from its data position: a resumed epoch starts mid-way); returns the global
-    iteration count after the epoch. `stop` (jobs/training/preemption.py) may end the epoch after any step.
+    iteration count after the epoch. `stop` (jobs/training/preemption.py) may end the epoch before any batch.
 
     Losses stay on the device until a log line (one host sync per `log_interval` steps), which reports their mean
     over the interval, as MMAction2's text logger does (mmcv `LoggerHook`, log_buffer.average(interval)), and how
@@ -143,7 +143,8 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
     losses: list[torch.Tensor] = []   # () float32 device tensors of this log interval, NaN = skipped step
     bar = tqdm(total=n, initial=first, desc=f"epoch {epoch + 1}", disable=not (log.enabled and sys.stderr.isatty()),
                leave=False)
-    for i, batch in enumerate(loader, start=first):
+    batches = loader if stop is None else stop.batches(loader, epoch)    # ends early once the ranks agree to stop
+    for i, batch in enumerate(batches, start=first):
         got = time.perf_counter()
         data_time += got - last
         lr = t.optimizer.param_groups[0]["lr"]       # the lr this step trains with (train_step advances the schedule)
@@ -152,8 +153,7 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
         step_time += last - got
         it += 1
         bar.update()
-        stopping = stop is not None and stop.check(epoch, i + 1)     # every rank, after the same step
-        if (i + 1) % log_interval == 0 or i + 1 == n or stopping:
+        if (i + 1) % log_interval == 0 or i + 1 == n:
             k = len(losses)
             values = torch.stack(losses).cpu()                # the one host sync of the interval
             ok = torch.isfinite(values)
@@ -171,8 +171,6 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
                         "skipped": skipped, "time": step_time / k, "data_time": data_time / k, "memory": mem},
                        step=it)
             data_time = step_time = 0.0
-        if stopping:
-            break
     bar.close()
     return it
 

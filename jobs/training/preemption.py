@@ -6,9 +6,12 @@ How the pieces fit:
   * the signal handler only records the signal (a flag); everything else happens in the training loop, between
     steps, where the model, optimiser and loader are in a consistent state. A second signal while the checkpoint is
     written is recorded too and changes nothing: the write is atomic (checkpoint.py: temp file, fsync, rename).
-  * after every step the ranks agree whether to stop: the flag is all-reduced with MAX (`Preemption.agreed`), so a
-    signal that reached one rank stops all of them after the same step and none waits in a collective for a peer
-    that left. On NCCL the flag goes through a gloo group on the host (no device sync per step).
+  * before every step (once its batch is there) the ranks agree whether to stop: the flag is all-reduced with MAX
+    (`Preemption.agreed`), so a signal that reached one rank stops all of them at the same batch and none waits in
+    a collective for a peer that left. On NCCL the flag goes through a gloo group on the host (no device sync per
+    step). The step running when the signal came is finished; a signal during a wait for data stops before the
+    batch. SLURM signals every process of the job, DALI's workers too: a worker ended by that SIGTERM while this
+    rank waited for its batch is the stop this rank was asked for, not a data error (`Preemption.batches`).
   * rank 0 writes `interrupted.pth` (the one checkpoint format, plus `epoch_iteration`: batches of the current epoch
     already trained) and points `latest` at it; `--resume auto` then starts that epoch at that batch (the data order
     is a pure function of seed, epoch and batch, pipelines/sharding.py), so an interrupted and resumed run trains on
@@ -31,6 +34,7 @@ import torch
 import torch.distributed as torch_dist
 
 from jobs.training.distributed import Dist, barrier
+from pipelines.watchdog import LoaderStalled, WorkerDied
 
 PREEMPTED_EXIT = 75            # sysexits.h EX_TEMPFAIL: "temporary failure, try again" (resume with --resume auto)
 DEFAULT_SIGNAL = "USR1"        # SLURM: #SBATCH --signal=USR1@90
@@ -102,12 +106,30 @@ class Preemption:
         return bool(flag.item())
 
     def check(self, epoch: int, batch: int) -> bool:
-        """After the step that completed `batch` batches of `epoch`: True (and `self.stop` set) when training must
-        stop here."""
+        """With `batch` batches of `epoch` trained: True (and `self.stop` set) when training must stop here."""
         if self.agreed():
             self.stop = Stop(epoch, batch, self.received.name if self.received else "a signal on another rank")
             return True
         return False
+
+    def batches(self, loader, epoch: int):
+        """The batches of `loader` (from its data position), each once every rank agreed to go on; ends early, with
+        `self.stop` set, when they agree to stop."""
+        position = getattr(loader, "position", 0)
+        batches = iter(loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except (WorkerDied, LoaderStalled):
+                if self.received is None:
+                    raise
+                batch = None            # the job-wide signal ended this rank's workers too: stop here, agreed below
+            if self.check(epoch, position):
+                return
+            yield batch
+            position += 1
 
     def leave(self, save: Callable[[], str | None], log, *, requeue: bool = False):
         """Rank 0 saves (`save()` returns the file), every rank waits for it, the workers are stopped, the SLURM job
@@ -116,7 +138,7 @@ class Preemption:
         saved = save() if self.dist.is_main else None
         barrier(self.dist)                  # no rank leaves (and makes torchrun stop the others) before the save
         if saved:
-            log.info(f"stopped by {stop.signal} after batch {stop.batch} of epoch {stop.epoch + 1}: saved {saved}; "
+            log.info(f"stopped by {stop.signal} after {stop.batch} batches of epoch {stop.epoch + 1}: saved {saved}; "
                      f"continue with --resume auto (exit code {PREEMPTED_EXIT})")
         job = os.environ.get("SLURM_JOB_ID")
         if requeue and self.dist.is_main and job:

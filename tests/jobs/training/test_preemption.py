@@ -20,7 +20,10 @@ import pytest
 import torch
 
 from jobs.training import checkpoint as ckpt
-from jobs.training.preemption import PREEMPTED_EXIT, parse_signal
+from jobs.training.config import load_config
+from jobs.training.distributed import Dist
+from jobs.training.loaders import build_loader
+from jobs.training.preemption import PREEMPTED_EXIT, Preemption, parse_signal
 from tests.helpers import ROOT, synthetic_overrides
 from tests.processes import process_tree, stat, wait_all_gone
 
@@ -91,11 +94,51 @@ def test_parse_signal():
         parse_signal("NOPE")
 
 
+def test_an_epoch_can_start_at_any_batch(synthetic_root):
+    """The loader's data position: an epoch started at batch k yields exactly batches k.. of the full epoch (the order
+    is a pure function of seed, epoch and batch), and the next epoch is whole again."""
+    cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(synthetic_root) + ["data.videos_per_gpu=6",
+                                                                                     "data.workers=1"])
+    loader = build_loader(cfg, "train", start_epoch=1)
+    full = [b.index for b in loader]
+    resumed = build_loader(cfg, "train", start_epoch=1, first_batch=2)
+    assert len(resumed) == len(full) == 4 and resumed.position == 2
+    assert [b.index.tolist() for b in resumed] == [x.tolist() for x in full[2:]]
+    assert resumed.position == 0
+    assert len(list(resumed)) == 4                  # epoch 2: from its first batch
+
+
+def test_signals_only_set_a_flag_and_a_second_one_during_the_save_changes_nothing(tmp_path, monkeypatch):
+    """The handlers record the first signal and nothing else, so a signal arriving while the checkpoint is written
+    (SLURM sends SIGTERM after USR1) neither interrupts nor corrupts the write; uninstall restores the handlers."""
+    before = signal.getsignal(signal.SIGTERM)
+    stop = Preemption.install(Dist(), "USR2")
+    try:
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert stop.received == signal.SIGUSR2 and stop.check(0, 3) and stop.stop.batch == 3
+        real_save = torch.save
+
+        def save_with_a_signal(obj, f):
+            f.write(b"")
+            os.kill(os.getpid(), signal.SIGTERM)        # the handler runs here, mid-write
+            real_save(obj, f)
+        monkeypatch.setattr(torch, "save", save_with_a_signal)
+        ckpt.save_checkpoint({"model": {"w": torch.arange(4.0)}, "epoch": 0, "epoch_iteration": 3}, tmp_path,
+                             ckpt.INTERRUPTED)
+    finally:
+        stop.uninstall()
+    assert stop.received == signal.SIGUSR2
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert torch.equal(ckpt.load_checkpoint(ckpt.find_latest(tmp_path))["model"]["w"], torch.arange(4.0))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_sigterm_saves_the_step_and_the_resumed_run_equals_an_uninterrupted_one(synthetic_root, tmp_path):
-    """One process, spawned workers, SIGTERM mid-epoch: exit PREEMPTED_EXIT, nothing left running, a checkpoint of
-    the step reached; `--resume auto` from it ends with weights bit-identical to a run never interrupted."""
+    """One process, spawned workers, SIGTERM mid-epoch to the whole process group (as SLURM signals every process of
+    a job: the workers die of it while the trainer finishes its step): exit PREEMPTED_EXIT, nothing left running, a
+    checkpoint of the step reached; `--resume auto` from it ends with weights bit-identical to a run never
+    interrupted."""
     cfg = ["tsn_r18_synthetic_rgb", "--device", "cpu", "--deterministic", "--no-validate"] + \
         options(synthetic_overrides(synthetic_root) + SMALL)
     work = tmp_path / "stopped"
@@ -103,14 +146,14 @@ def test_sigterm_saves_the_step_and_the_resumed_run_equals_an_uninterrupted_one(
     try:
         wait_for_training(proc, work, workers=2)
         tree = process_tree(proc.pid)
-        os.kill(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGTERM)     # job-wide, as SLURM signals: the DALI workers get it too
         assert proc.wait(timeout=120) == PREEMPTED_EXIT, work.with_suffix(".err").read_text()[-3000:]
         assert wait_all_gone(tree) == []
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
     epoch, batch, iteration = stop_position(work)
-    assert 1 <= batch <= 12 and iteration == 12 * epoch + batch
+    assert 0 <= batch <= 12 and iteration == 12 * epoch + batch
     assert ckpt.find_latest(work).name == ckpt.INTERRUPTED
     assert "stopped by SIGTERM" in (work / "train.log").read_text()
 
@@ -156,7 +199,7 @@ def test_a_stopped_job_leaves_no_process_behind(synthetic_root, tmp_path, launch
             os.killpg(proc.pid, signal.SIGKILL)
     if launcher == "torchrun" and sig == signal.SIGTERM:    # torchrun passes SIGTERM on: a preemption stop
         epoch, batch, iteration = stop_position(work)
-        assert 1 <= batch <= 6 and iteration == 6 * epoch + batch
+        assert 0 <= batch <= 6 and iteration == 6 * epoch + batch
 
 
 @pytest.mark.slow
@@ -182,9 +225,9 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step(synthetic_root, tmp_pa
     err = work.with_suffix(".err").read_text()
     assert any("exitcode" in line and f": {PREEMPTED_EXIT} " in line for line in err.splitlines()), err[-3000:]
     epoch, batch, iteration = stop_position(work)
-    assert 1 <= batch <= 6 and iteration == 6 * epoch + batch
+    assert 0 <= batch <= 6 and iteration == 6 * epoch + batch
     assert sorted(p.name for p in work.glob("*.pth")) == [ckpt.INTERRUPTED]
     log = (work / "train.log").read_text()
-    assert f"stopped by a signal on another rank after batch {batch} of epoch {epoch + 1}" in log
+    assert f"stopped by a signal on another rank after {batch} batches of epoch {epoch + 1}" in log
     steps = [line for line in log.splitlines() if "] lr:" in line]
-    assert steps[-1].split("]")[1] == f"[{batch}/6" and len(steps) == 6 * epoch + batch
+    assert len(steps) == 6 * epoch + batch           # every step trained was logged (log_interval 1), none after
