@@ -44,13 +44,16 @@ def parse_signal(name: str) -> signal.Signals:
     """"USR1", "SIGUSR1" or "10" -> signal.SIGUSR1; ValueError for anything else."""
     text = name.strip().upper()
     try:
-        return signal.Signals(int(text)) if text.isdigit() else signal.Signals[text if text.startswith("SIG")
-                                                                                else f"SIG{text}"]
+        sig = signal.Signals(int(text)) if text.isdigit() else signal.Signals[text if text.startswith("SIG")
+                                                                               else f"SIG{text}"]
     except (KeyError, ValueError):
         raise ValueError(f"unknown signal {name!r} (e.g. USR1, USR2, TERM)") from None
+    if sig in (signal.SIGKILL, signal.SIGSTOP):
+        raise ValueError(f"{sig.name} cannot be caught; use e.g. USR1, USR2 or TERM")
+    return sig
 
 
-@dataclass
+@dataclass(frozen=True)
 class Stop:
     """Where training stopped: the epoch in progress (0-based) and how many of its batches were trained."""
 

@@ -92,6 +92,8 @@ def test_parse_signal():
     assert parse_signal("USR1") == parse_signal("SIGUSR1") == parse_signal(str(int(signal.SIGUSR1))) == signal.SIGUSR1
     with pytest.raises(ValueError, match="unknown signal"):
         parse_signal("NOPE")
+    with pytest.raises(ValueError, match="cannot be caught"):
+        parse_signal("KILL")
 
 
 def test_an_epoch_can_start_at_any_batch(synthetic_root):
