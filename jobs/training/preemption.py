@@ -117,13 +117,15 @@ class Preemption:
 
     def batches(self, loader, epoch: int):
         """The batches of `loader` (from its data position), each once every rank agreed to go on; ends early, with
-        `self.stop` set, when they agree to stop."""
+        `self.stop` set, when they agree to stop. They agree once more after the last batch, so that a signal during
+        the epoch's last step stops before validation (the resumed run validates and saves that epoch)."""
         position = getattr(loader, "position", 0)
         batches = iter(loader)
         while True:
             try:
                 batch = next(batches)
             except StopIteration:
+                self.check(epoch, position)
                 return
             except (WorkerDied, LoaderStalled):
                 if self.received is None:

@@ -24,6 +24,7 @@ from jobs.training.config import load_config
 from jobs.training.distributed import Dist
 from jobs.training.loaders import build_loader
 from jobs.training.preemption import PREEMPTED_EXIT, Preemption, parse_signal
+from pipelines.watchdog import WorkerDied
 from tests.helpers import ROOT, synthetic_overrides
 from tests.processes import process_tree, stat, wait_all_gone
 
@@ -132,6 +133,42 @@ def test_signals_only_set_a_flag_and_a_second_one_during_the_save_changes_nothin
     assert stop.received == signal.SIGUSR2
     assert signal.getsignal(signal.SIGTERM) is before
     assert torch.equal(ckpt.load_checkpoint(ckpt.find_latest(tmp_path))["model"]["w"], torch.arange(4.0))
+
+
+class FakeLoader:
+    """Batches 0..n-1 from data position `position`; `fail_at`: the wait for that batch ends in WorkerDied."""
+
+    def __init__(self, n, position=0, fail_at=None):
+        self.n, self.position, self.fail_at = n, position, fail_at
+
+    def __iter__(self):
+        for i in range(self.position, self.n):
+            if i == self.fail_at:
+                raise WorkerDied("DALI data worker pid 1 (killed by SIGTERM) died while loading batch")
+            yield i
+
+
+@pytest.mark.parametrize(("signal_before", "position", "fail_at", "trained", "stopped_at"), [
+    (2, 0, None, [0, 1], 2),            # a signal during step 1: step 1 finishes, batch 2 is not started
+    (5, 0, None, [0, 1, 2, 3, 4], 5),   # during the last step: stop before validation, at the epoch's end
+    (None, 0, None, [0, 1, 2, 3, 4], None),
+    (3, 1, None, [1, 2], 3),            # a resumed epoch counts from its data position
+    (3, 0, 3, [0, 1, 2], 3),            # the job-wide SIGTERM also ended the workers: the stop asked for
+])
+def test_batches_stop_where_the_signal_came(signal_before, position, fail_at, trained, stopped_at):
+    stop = Preemption(Dist(), (signal.SIGUSR1,))
+    got = []
+    for batch in stop.batches(FakeLoader(5, position, fail_at), epoch=7):
+        got.append(batch)
+        if batch + 1 == signal_before:
+            stop._handle(signal.SIGUSR1, None)          # the handler, as if the signal arrived during this step
+    assert got == trained
+    assert (stop.stop is None) if stopped_at is None else (stop.stop.epoch, stop.stop.batch) == (7, stopped_at)
+
+
+def test_a_lost_worker_without_a_signal_is_still_an_error():
+    with pytest.raises(WorkerDied):
+        list(Preemption(Dist(), (signal.SIGUSR1,)).batches(FakeLoader(5, fail_at=2), epoch=0))
 
 
 @pytest.mark.slow
