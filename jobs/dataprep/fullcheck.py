@@ -1,7 +1,7 @@
 """`tsn prepare check --full`: decode every frame of every folder or video the way training decodes it.
 
 Frame folders go through DALI's CPU image decoder (`fn.decoders.image`, nvImageCodec over libjpeg-turbo), the
-operator of the CPU training graph, after the header checks FrameFolderReader makes (jpeg_size, one frame size per
+operator of the CPU training graph, after the header checks FrameFolderReader makes (image_size, one frame size per
 folder). That decoder does not raise for every corrupt JPEG: a file whose entropy-coded body is scrambled (headers
 and EOI intact) decodes to garbage on the CPU while libjpeg-turbo reports "Corrupt JPEG data ..." / "Unsupported
 marker type ..." on the process's stderr (measured with DALI 2.4). So a batch of frames fails when the pipeline
