@@ -51,3 +51,18 @@ def wait_all_gone(tree: dict[int, int]) -> list[str]:
     while (alive := survivors(tree)) and time.monotonic() < deadline:
         time.sleep(0.2)
     return alive
+
+
+def shared_memory(tree: dict[int, int]) -> set[str]:
+    """Files under /dev/shm that the processes of `tree` map or hold open (POSIX shared memory and named semaphores,
+    e.g. multiprocessing's `sem.mp-*`), as long as they still have a name there."""
+    found = set()
+    for pid in tree:
+        try:
+            maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        paths = [line.split(None, 5)[5] for line in maps if len(line.split(None, 5)) == 6] + fds
+        found.update(p for p in paths if p.startswith("/dev/shm/") and not p.endswith("(deleted)"))
+    return found

@@ -1,5 +1,5 @@
 """`tsn prepare frames` stopped mid-run (SIGKILL or SIGTERM to the command): its spawned pool workers end within
-10 s, and the hidden temp folders they were writing are removed (a worker gets SIGTERM when its parent dies and
+10 s, no shared memory they held is left in /dev/shm, and the hidden temp folders they were writing are removed (a worker gets SIGTERM when its parent dies and
 unwinds its task before leaving, pipelines/workers.py pool_initializer)."""
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.jobs.dataprep.test_prepare_media import make_video
-from tests.processes import process_tree, wait_all_gone
+from tests.processes import process_tree, shared_memory, wait_all_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
 
@@ -45,10 +45,12 @@ def test_stopped_prepare_leaves_no_worker_and_no_temp_folder(long_videos, tmp_pa
             assert time.monotonic() < deadline, "no worker started within 300 s"
             time.sleep(0.05)
         tree = process_tree(proc.pid)
+        shm = shared_memory(tree)
         assert len(tree) >= 3                       # the command and its 2 pool workers
         os.kill(proc.pid, sig)
         proc.wait(timeout=60)
         assert wait_all_gone(tree) == []
+        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

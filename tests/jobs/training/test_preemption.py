@@ -26,7 +26,7 @@ from jobs.training.loaders import build_loader
 from jobs.training.preemption import PREEMPTED_EXIT, Preemption, parse_signal
 from pipelines.watchdog import WorkerDied
 from tests.helpers import ROOT, synthetic_overrides
-from tests.processes import process_tree, stat, wait_all_gone
+from tests.processes import process_tree, shared_memory, stat, wait_all_gone
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
 
@@ -185,9 +185,11 @@ def test_sigterm_saves_the_step_and_the_resumed_run_equals_an_uninterrupted_one(
     try:
         wait_for_training(proc, work, workers=2)
         tree = process_tree(proc.pid)
+        shm = shared_memory(tree)
         os.killpg(proc.pid, signal.SIGTERM)     # job-wide, as SLURM signals: the DALI workers get it too
         assert proc.wait(timeout=120) == PREEMPTED_EXIT, work.with_suffix(".err").read_text()[-3000:]
         assert wait_all_gone(tree) == []
+        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -229,10 +231,12 @@ def test_a_stopped_job_leaves_no_process_behind(synthetic_root, tmp_path, launch
     try:
         wait_for_training(proc, work, workers=2 if launcher == "single" else 6)
         tree = process_tree(proc.pid)
+        shm = shared_memory(tree)
         assert len(tree) >= (3 if launcher == "single" else 7)      # trainer(s) + 2 DALI workers each
         os.kill(proc.pid, sig)
         proc.wait(timeout=120)
         assert wait_all_gone(tree) == []
+        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
@@ -253,11 +257,13 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step(synthetic_root, tmp_pa
     try:
         wait_for_training(proc, work, workers=6)
         tree = process_tree(proc.pid)
+        shm = shared_memory(tree)
         ranks = rank_pids(proc.pid)
         assert sorted(ranks) == [0, 1]
         os.kill(ranks[1], signal.SIGUSR1)
         proc.wait(timeout=120)
         assert wait_all_gone(tree) == []
+        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
