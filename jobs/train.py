@@ -10,6 +10,8 @@ import click
 from jobs.console.errors import run
 from jobs.console.options import cfg_options, device_option
 from jobs.recipes.config import load_config
+from jobs.training.preemption import DEFAULT_SIGNAL, PREEMPTED_EXIT, parse_signal
+from jobs.training.trainer import train
 
 
 @click.command("train")
@@ -26,18 +28,29 @@ from jobs.recipes.config import load_config
 @cfg_options
 @device_option()
 @click.option("--tensorboard", is_flag=True, help="Also write TensorBoard events to <work_dir>/tensorboard.")
+@click.option("--preempt-signal", default=DEFAULT_SIGNAL, show_default=True,
+              help="Besides SIGTERM, the signal that stops training after the current step with a mid-epoch "
+                   f"checkpoint and exit code {PREEMPTED_EXIT} (SLURM: --signal=USR1@90); 'none' for SIGTERM only.")
+@click.option("--requeue", is_flag=True, help="When stopped by a signal, requeue the job: scontrol requeue "
+                                               "$SLURM_JOB_ID (where SLURM_JOB_ID is set).")
 def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_validate, legacy_validate, seed,
-                  deterministic, cfg_options, device, tensorboard):
+                  deterministic, cfg_options, device, tensorboard, preempt_signal, requeue):
     """Train CONFIG (a recipe name or a .toml path)."""
-    from jobs.training.trainer import train
     overrides = list(cfg_options) + ([f"runtime.seed={seed}"] if seed is not None else []) \
         + ([f"runtime.amp={str(amp).lower()}"] if amp is not None else [])
     cfg = load_config(config, overrides)
+    preempt_signal = None if preempt_signal.lower() == "none" else preempt_signal
+    if preempt_signal:
+        try:
+            parse_signal(preempt_signal)
+        except ValueError as err:
+            raise click.BadParameter(str(err), param_hint="--preempt-signal") from None
     # The recipe's lr is for 8 x ITS videos_per_gpu: a --cfg-options change of the batch is what gets scaled for.
     recipe_vpg = load_config(config).data.videos_per_gpu if auto_scale_lr else None
     train(cfg, work_dir or f"work_dirs/{cfg.name}", resume=resume, load_from=load_from,
         validate_every=not no_validate, deterministic=deterministic, device=device,
-        auto_scale_lr=auto_scale_lr, tensorboard=tensorboard, recipe_videos_per_gpu=recipe_vpg)
+        auto_scale_lr=auto_scale_lr, tensorboard=tensorboard, recipe_videos_per_gpu=recipe_vpg,
+        preempt_signal=preempt_signal, requeue=requeue)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from .layout import ClipLayout
 from .plan import check_backend
 from .source import ClipSource
 from .variants.base import Variant
-from .workers import start_method
+from .workers import dali_workers_die_with_parent, start_method
 
 DECODE_ONLY = ("frames", "index")      # outputs of a decode-only pipeline
 
@@ -72,11 +72,13 @@ def start_workers(pipe):
     A forked worker inherits every object of the parent. If one of them is an unreachable DALI Pipeline (from an
     earlier loader) the worker's garbage collector destroys it, DALI segfaults in that shutdown, and the parent
     then waits for the dead worker forever. So: collect first, and freeze what survives out of the workers' GC.
-    (Spawned workers inherit nothing; the freeze is harmless there.)
+    (Spawned workers inherit nothing; the freeze is harmless there.) Every worker dies with this process
+    (pipelines/workers.py).
     """
     gc.collect()
     gc.freeze()
     try:
-        pipe.start_py_workers()
+        with dali_workers_die_with_parent():
+            pipe.start_py_workers()
     finally:
         gc.unfreeze()

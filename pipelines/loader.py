@@ -62,7 +62,9 @@ class ClipLoader:
         self.source, self.pipeline = source, pipeline
         self.build = build                     # source -> a new pipeline like this one (decoder-failure recovery)
         self.batch_timeout = batch_timeout     # seconds the watchdog waits for one batch (None: forever)
-        self._epoch_idx = self._iteration = 0  # the pipeline epoch and batch being waited for (error messages)
+        # The pipeline epoch and the batch of its epoch being waited for; a resumed epoch starts at its data
+        # position (ClipSource.first_iteration: preemption resume, decoder-failure recovery).
+        self._epoch_idx, self._iteration = 0, source.first_iteration
         self.layout = source.layout
         self.num_classes, self.multi_label = num_classes, multi_label
         self.max_bad_fraction = max_bad_fraction
@@ -71,7 +73,13 @@ class ClipLoader:
         self.short_videos: list[str] = []   # list lines of videos shorter than one clip (padded)
 
     def __len__(self) -> int:
+        """Batches per epoch (a resumed first epoch yields the last `len - first_iteration` of them)."""
         return self.source.num_batches()
+
+    @property
+    def position(self) -> int:
+        """The batch of the current epoch the next iteration starts at: 0, or a resumed epoch's data position."""
+        return self._iteration
 
     def _run(self):
         """One pipeline.run() under the watchdog; a GPU pipeline's outputs are ordered on torch's current stream, so
@@ -129,8 +137,9 @@ class ClipLoader:
     def __iter__(self):
         if self._pending:
             self._drain()
-        self._pending = len(self)
-        for _ in range(len(self)):
+        first = self._iteration                 # 0, or the data position of a resumed epoch
+        self._pending = len(self) - first
+        for _ in range(first, len(self)):
             named = dict(zip(self.names, self._run()))
             self._iteration += 1
             self._pending -= 1

@@ -2,7 +2,8 @@
 
 Each reader turns (record, frame indices) into a `Clip`. The three kinds (`ReaderKind`) differ in where decoding
 happens:
-  FrameFolderReader  JPEG      JPEG files -> DALI image decoder (CPU libjpeg-turbo or nvJPEG); one sample per frame.
+  FrameFolderReader  JPEG      image files (JPEG, or PNG etc. by content) -> DALI image decoder (CPU libjpeg-turbo or
+                               nvJPEG); one sample per frame.
   PyAVReader         DECODED   video file -> frames decoded here with keyframe seeking (CPU); one sample per frame.
   VideoFileReader    VIDEO     video file bytes + indices -> DALI video decoder (NVDEC, or the CPU backend for
                                VP8/VP9/MJPEG); one sample per video (a sequence).
@@ -16,7 +17,7 @@ import numpy as np
 
 from .annotations import FrameLayout, VideoRecord
 from .errors import UserError
-from .jpeg import BadJpeg, jpeg_size
+from .jpeg import BadJpeg, image_size
 
 
 class BadSample(UserError, RuntimeError):
@@ -68,7 +69,7 @@ class FrameFolderReader:
         size = None
         for path, buf in zip(files, data):
             try:
-                wh = jpeg_size(buf)
+                wh = image_size(buf)   # by content: a PNG named .jpg is a PNG
             except BadJpeg as err:
                 raise BadSample(f"{path}: {err}") from None
             if size is not None and wh != size:

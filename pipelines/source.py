@@ -28,6 +28,7 @@ from .sampling import Sampler, video_rng
 from .sharding import Shard, batches, epoch_order, loadable, shard_videos
 from .variants.base import Column, Variant
 from .variants.steps import draw_steps
+from .workers import arm_spawned_worker
 
 MAX_SUBSTITUTES = 20   # skip mode: how many other videos to try in place of a bad one
 
@@ -66,6 +67,11 @@ class ClipSource:
         if self.on_error not in ("raise", "skip"):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {self.on_error!r}")
         self.layout = ClipLayout.of(self.sampler, self.augment, flow=self.flow)
+
+    def __setstate__(self, state: dict):
+        """Unpickled in a spawned DALI worker, at its start: the worker dies with its parent (pipelines/workers.py)."""
+        self.__dict__.update(state)
+        arm_spawned_worker()
 
     @property
     def columns(self) -> list[Column]:

@@ -12,10 +12,13 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 
+from .workers import pool_initializer
+
 
 def spawn_pool(workers: int) -> ProcessPoolExecutor:
-    """A process pool of `workers` spawned processes (use it as a context manager)."""
-    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+    """A process pool of `workers` spawned processes (use it as a context manager). Each worker ends when this
+    process dies, however it died (pipelines/workers.py pool_initializer)."""
+    return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"), initializer=pool_initializer)
 
 
 def spawn_map(fn: Callable, items: Iterable, workers: int, *, ordered: bool = True, chunksize: int = 1) -> Iterator:

@@ -42,6 +42,8 @@ import av
 import numpy as np
 from PIL import Image
 
+from .workers import pool_initializer
+
 FLOW_BOUND = 20.0
 FPS = 25
 GOP = 12
@@ -299,7 +301,7 @@ def make_synthetic_dataset(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
         # spawn, not fork: callers may already hold CUDA contexts, DALI or torch thread pools.
         ctx = multiprocessing.get_context("spawn")
         chunks = [videos[i::workers] for i in range(workers)]
-        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=pool_initializer) as pool:
             for fut in [pool.submit(_write_chunk, str(out), spec, c) for c in chunks]:
                 fut.result()
 

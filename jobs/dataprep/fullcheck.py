@@ -1,7 +1,7 @@
 """`tsn prepare check --full`: decode every frame of every folder or video the way training decodes it.
 
 Frame folders go through DALI's CPU image decoder (`fn.decoders.image`, nvImageCodec over libjpeg-turbo), the
-operator of the CPU training graph, after the header checks FrameFolderReader makes (jpeg_size, one frame size per
+operator of the CPU training graph, after the header checks FrameFolderReader makes (image_size, one frame size per
 folder). That decoder does not raise for every corrupt JPEG: a file whose entropy-coded body is scrambled (headers
 and EOI intact) decodes to garbage on the CPU while libjpeg-turbo reports "Corrupt JPEG data ..." / "Unsupported
 marker type ..." on the process's stderr (measured with DALI 2.4). So a batch of frames fails when the pipeline
@@ -143,7 +143,7 @@ _decoders: dict[bool, _Decoder] = {}
 
 def check_folders(jobs: list[Job]) -> list[tuple[Job, list[tuple[str, str]]]]:
     """Every frame of every folder in `jobs` (one DALI batch when all is well): [(job, problems)]."""
-    from pipelines.jpeg import BadJpeg, jpeg_size
+    from pipelines.jpeg import BadJpeg, image_size
 
     bad: dict[str, list[tuple[str, str]]] = {j.path: [] for j in jobs}     # folder -> [(file, reason)]
     batch: list[tuple[Job, str, np.ndarray]] = []
@@ -152,7 +152,7 @@ def check_folders(jobs: list[Job]) -> list[tuple[Job, list[tuple[str, str]]]]:
         for f in job.files:
             try:
                 buf = np.fromfile(f, np.uint8)
-                wh = jpeg_size(buf)               # the checks FrameFolderReader makes before DALI sees a file
+                wh = image_size(buf)              # the checks FrameFolderReader makes before DALI sees a file
             except (OSError, BadJpeg) as err:
                 bad[job.path].append((f, str(err)))
                 continue

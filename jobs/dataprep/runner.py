@@ -18,6 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipelines.spawn import spawn_pool
+from pipelines.workers import ParentDied
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,10 @@ def _guarded(work: Callable[[Task], None], task: Task) -> str | None:
     because decoder exceptions (PyAV, OpenCV) do not always survive pickling."""
     try:
         work(task)
+    except ParentDied as died:
+        # The parent is gone (pipelines/workers.py pool_initializer): the task has unwound, its temp folder is
+        # removed; leave now instead of sending a result nobody reads and waiting for the next task.
+        os._exit(died.code)
     except Exception as err:
         return f"{type(err).__name__}: {err}".strip()
     return None

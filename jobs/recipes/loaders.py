@@ -125,13 +125,16 @@ def batch_size(cfg: Config, split: str, device: str = "cpu") -> int:
 def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str = "cpu", device_id: int | None = None,
                  start_epoch: int = 0, work_dir: str | None = None, list_file: str | None = None,
                  prefix: str | None = None, batch: int | None = None, on_error: str | None = None,
-                 gpu_graph: bool = False, records: list[VideoRecord] | None = None) -> ClipLoader:
+                 gpu_graph: bool = False, records: list[VideoRecord] | None = None,
+                 first_batch: int = 0) -> ClipLoader:
     """A loader for `split` ("train" | "val" | "test") of `cfg`, sharded for this rank.
 
     device: where the DALI graph runs ("cpu" | "gpu"; device_id = the CUDA device index). gpu_graph: on the CPU, run
     the graph a GPU would run (full-frame decode, every resample in DALI) instead of the CPU's fast path.
     records: load these instead of a list (`tsn predict` on one input, folders and windows); `list_file` then only
     names where the video index is cached (`<list_file>.index.jsonl`; without it the index is not cached).
+    first_batch: the first epoch (`start_epoch`) starts at this batch (a mid-epoch resume; the batches before it are
+    the ones already trained).
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
@@ -163,7 +166,8 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
     variant = plan_graph(device, reader=reader.kind, flow=flow, crops=part.augment.num_crops, gpu_graph=gpu_graph,
                          steps=bool(part.steps))
     source = ClipSource(records, reader, part.sampler, part.augment, epochs, variant, start_index=d.first_index,
-                        flow=flow, on_error=policy, bad_log=bad_log, steps=part.steps)
+                        flow=flow, on_error=policy, bad_log=bad_log, steps=part.steps,
+                        first_iteration=first_batch)
     build = functools.partial(build_pipeline, backend=device, num_threads=knobs.threads, py_workers=knobs.workers,
                               prefetch=knobs.prefetch, device_id=device_id, seed=cfg.runtime.seed + shard.rank,
                               decoding=knobs.decoding)

@@ -3,6 +3,8 @@
 A training checkpoint is a plain dict:
   model, optimizer, scheduler, scaler   state dicts
   epoch (epochs completed), iteration, best_metric, rng
+  epoch_iteration   batches of epoch `epoch` already trained: 0 at an epoch's end, > 0 in the mid-epoch checkpoint a
+            preempted run leaves (INTERRUPTED, jobs/training/preemption.py); older files lack it and mean 0
   config    the resolved config as a nested dict (`config_dict`), so `tsn test CKPT` needs no recipe
   classes   class names (line index = label) from the dataset's classes.txt, or None
   meta      {"num_classes", "arch", "config_name"}
@@ -31,6 +33,7 @@ from pipelines.annotations import AnnotationError, load_class_names
 from pipelines.errors import UserError
 
 LATEST = "latest"          # a text file holding the file name of the newest complete checkpoint
+INTERRUPTED = "interrupted.pth"   # the mid-epoch checkpoint of a preempted run (deleted by the next epoch's prune)
 EPOCH_FILE = re.compile(r"^epoch_(\d+)\.pth$")
 SUFFIXES = (".pth", ".pt", ".ckpt")
 ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 is a zip archive
@@ -190,10 +193,11 @@ def save_checkpoint(state: dict, work_dir: str | Path, name: str, *, latest: boo
 
 
 def training_state(cfg: Config, model: torch.nn.Module, optimizer, scheduler, scaler, *, epoch: int, iteration: int,
-                   best_metric: float, rng: dict, classes: tuple[str, ...] | None) -> dict:
+                   best_metric: float, rng: dict, classes: tuple[str, ...] | None, epoch_iteration: int = 0) -> dict:
     """The dict a training checkpoint holds (module docstring); `model` is the unwrapped (non-DDP) module."""
     return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict(), "epoch": epoch, "iteration": iteration, "best_metric": best_metric,
+            "epoch_iteration": epoch_iteration,
             "config": config_dict(cfg), "classes": list(classes) if classes else None, "rng": rng,
             "meta": {"num_classes": cfg.model.num_classes, "arch": cfg.model.arch, "config_name": cfg.name}}
 
@@ -235,11 +239,14 @@ def find_latest(work_dir: str | Path) -> Path | None:
 
 
 def prune(work_dir: str | Path, keep_last: int):
-    """Delete epoch_N.pth files beyond the newest `keep_last` (best.pth and the latest target are never deleted)."""
-    if keep_last <= 0:
-        return
+    """Delete epoch_N.pth files beyond the newest `keep_last` (best.pth and the latest target are never deleted), and
+    an INTERRUPTED checkpoint that `latest` no longer points at (a later epoch superseded it)."""
     work_dir = Path(work_dir)
     keep = {find_latest(work_dir)}
+    if (work_dir / INTERRUPTED) not in keep:
+        (work_dir / INTERRUPTED).unlink(missing_ok=True)
+    if keep_last <= 0:
+        return
     epochs = sorted((int(m.group(1)), p) for p in work_dir.glob("epoch_*.pth") if (m := EPOCH_FILE.match(p.name)))
     for _, path in epochs[:-keep_last]:
         if path not in keep:

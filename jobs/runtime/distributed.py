@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import traceback
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ import torch
 import torch.distributed as torch_dist
 
 from jobs.runtime.devices import dali_device, pick_device
+from pipelines.workers import die_with_parent
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,10 @@ def init_distributed(requested_device: str | None = None, timeout_min: int = 30)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(requested_device, local)
+    if os.environ.get("TORCHELASTIC_RUN_ID"):
+        # Started by torchrun: this rank gets SIGTERM (a preemption stop, jobs/training/preemption.py) when the
+        # launcher dies, even by SIGKILL, instead of training on as an orphan.
+        die_with_parent(signal.SIGTERM, os.getppid())
     if world > 1 and not torch_dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)

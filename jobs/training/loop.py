@@ -113,8 +113,10 @@ def train_step(t: Trainer, clips: torch.Tensor, labels: torch.Tensor) -> torch.T
     return torch.where(bad > 0, torch.nan, loss.detach())
 
 
-def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger, log_interval: int) -> int:
-    """Train over `loader` once; returns the global iteration count after the epoch.
+def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger, log_interval: int,
+                    stop=None) -> int:
+    """Train over `loader` once (from its data position: a resumed epoch starts mid-way); returns the global
+    iteration count after the epoch. `stop` (jobs/training/preemption.py) may end the epoch before any batch.
 
     Losses stay on the device until a log line (one host sync per `log_interval` steps), which reports their mean
     over the interval, as MMAction2's text logger does (mmcv `LoggerHook`, log_buffer.average(interval)), and how
@@ -122,12 +124,14 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
     points where the host really waits (the log line's sync, a full allocator or DALI queue).
     """
     t.model.train()
-    n, it = len(loader), first_iter
+    n, it, first = len(loader), first_iter, getattr(loader, "position", 0)
     start = last = time.perf_counter()
     data_time = step_time = 0.0
     losses: list[torch.Tensor] = []   # () float32 device tensors of this log interval, NaN = skipped step
-    bar = tqdm(total=n, desc=f"epoch {epoch + 1}", disable=not (log.enabled and sys.stderr.isatty()), leave=False)
-    for i, batch in enumerate(loader):
+    bar = tqdm(total=n, initial=first, desc=f"epoch {epoch + 1}", disable=not (log.enabled and sys.stderr.isatty()),
+               leave=False)
+    batches = loader if stop is None else stop.batches(loader, epoch)    # ends early once the ranks agree to stop
+    for i, batch in enumerate(batches, start=first):
         got = time.perf_counter()
         data_time += got - last
         lr = t.optimizer.param_groups[0]["lr"]       # the lr this step trains with (train_step advances the schedule)
@@ -147,7 +151,7 @@ def train_one_epoch(t: Trainer, loader, epoch: int, first_iter: int, log: Logger
                 log.warning(f"epoch {epoch + 1} iters {i + 2 - k}-{i + 1}: {skipped} of {k} steps skipped "
                             "(non-finite loss on some rank, or non-finite gradients)")
             mem = torch.cuda.max_memory_allocated(t.device) // 2**20 if t.device.type == "cuda" else 0
-            eta = (last - start) / (i + 1) * (n - i - 1)
+            eta = (last - start) / (i + 1 - first) * (n - i - 1)
             log.info(f"Epoch [{epoch + 1}][{i + 1}/{n}] lr: {lr:.3e} loss: {loss:.4f} time: {step_time / k:.3f} "
                      f"data_time: {data_time / k:.3f} memory: {mem} eta: {format_eta(eta)}")
             log.record({"mode": "train", "epoch": epoch + 1, "iter": i + 1, "lr": lr, "loss": loss,

@@ -4,6 +4,7 @@ One process trains on one CPU or one GPU; under torchrun every rank runs this sa
 """
 from __future__ import annotations
 
+import functools
 import random
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from jobs.runtime.distributed import Dist, exit_on_error, init_distributed, shut
 from jobs.runtime.weights import build_model
 from jobs.training.logs import Logger
 from jobs.training.loop import Trainer, build_sgd, train_one_epoch
+from jobs.training.preemption import DEFAULT_SIGNAL, Preemption
 from jobs.training.schedule import StepSchedule
 from model.tsn import param_groups
 from pipelines.sharding import Shard
@@ -75,11 +77,14 @@ def validate(model, loader, cfg: Config, dist: Dist, amp, log: Logger, epoch: in
 
 def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: str | None = None,
         validate_every: bool = True, deterministic: bool = False, device: str | None = None,
-        auto_scale_lr: bool = False, tensorboard: bool = False, recipe_videos_per_gpu: int | None = None) -> dict:
+        auto_scale_lr: bool = False, tensorboard: bool = False, recipe_videos_per_gpu: int | None = None,
+        preempt_signal: str | None = DEFAULT_SIGNAL, requeue: bool = False) -> dict:
     """Train `cfg`; returns the last validation metrics (empty without validation).
 
     recipe_videos_per_gpu: the recipe's videos_per_gpu as written, before overrides (None: cfg's); --auto-scale-lr
     scales from 8 x that batch.
+    On SIGTERM or `preempt_signal` the run stops after the current step, saves a mid-epoch checkpoint and exits with
+    preemption.PREEMPTED_EXIT (`requeue`: after `scontrol requeue $SLURM_JOB_ID`).
 
     Under DDP an error on one rank ends that process promptly (distributed.exit_on_error), naming the rank.
     """
@@ -88,14 +93,15 @@ def train(cfg: Config, work_dir: str, *, resume: str | None = None, load_from: s
     with exit_on_error(dist, cleanup=log.close):
         final = _train(cfg, work_dir, dist, log, resume=resume, load_from=load_from, validate_every=validate_every,
                        deterministic=deterministic, auto_scale_lr=auto_scale_lr,
-                       recipe_videos_per_gpu=recipe_videos_per_gpu)
+                       recipe_videos_per_gpu=recipe_videos_per_gpu, preempt_signal=preempt_signal, requeue=requeue)
     log.close()
     shutdown(dist)
     return final
 
 
 def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str | None, load_from: str | None,
-           validate_every: bool, deterministic: bool, auto_scale_lr: bool, recipe_videos_per_gpu: int | None) -> dict:
+           validate_every: bool, deterministic: bool, auto_scale_lr: bool, recipe_videos_per_gpu: int | None,
+           preempt_signal: str | None = None, requeue: bool = False) -> dict:
     seed_everything(cfg.runtime.seed, deterministic)
     if dist.is_main:
         dump_config(cfg, Path(work_dir) / "config.json")
@@ -112,9 +118,11 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
     # Loaders first: their DALI workers fork before this process creates a CUDA context.
     shard = Shard(dist.rank, dist.world_size)
     train_loader = build_loader(cfg, "train", shard=shard, device=dist.data_device, device_id=dist.data_device_id,
-                                start_epoch=state["epoch"] if state else 0, work_dir=work_dir)
+                                start_epoch=state["epoch"] if state else 0, work_dir=work_dir,
+                                first_batch=state.get("epoch_iteration", 0) if state else 0)
     val_loader = build_loader(cfg, "val", shard=shard, device=dist.data_device, device_id=dist.data_device_id,
                               work_dir=work_dir) if validate_every else None
+    stop = Preemption.install(dist, preempt_signal)      # after the loaders: forked workers keep default handlers
     if train_loader.short_videos:
         log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "
                     f"are padded with repeated frames, e.g. {train_loader.short_videos[0]}")
@@ -139,12 +147,18 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
         start_epoch, iteration, best = state["epoch"], state["iteration"], state["best_metric"]
         set_rng_state(state["rng"])
         log.info(f"resumed from {resume_path}: epoch {start_epoch}, iteration {iteration}, "
+                 f"batch {state.get('epoch_iteration', 0)} of the epoch, "
                  f"lr {optimizer.param_groups[0]['lr']:g}")
     trainer = Trainer(model=wrap_ddp(model, dist), optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,
                       normalize=cfg.normalize, loss=o.loss, loss_weight=o.loss_weight, grad_clip=o.grad_clip, dist=dist)
     final = {}
     for epoch in range(start_epoch, o.epochs):
-        iteration = train_one_epoch(trainer, train_loader, epoch, iteration, log, cfg.runtime.log_interval)
+        iteration = train_one_epoch(trainer, train_loader, epoch, iteration, log, cfg.runtime.log_interval, stop)
+        if stop.stop:                                       # preempted: save this step's state and leave
+            state = ckpt.training_state(cfg, unwrap(trainer.model), optimizer, scheduler, scaler, epoch=epoch,
+                                        iteration=iteration, best_metric=best, rng=rng_state(), classes=classes,
+                                        epoch_iteration=stop.stop.batch)
+            stop.leave(functools.partial(ckpt.save_checkpoint, state, work_dir, ckpt.INTERRUPTED), log, requeue=requeue)
         for bad in train_loader.bad_samples():
             log.warning(f"skipped {bad['line']}: {bad['reason']}")
         last = epoch + 1 == o.epochs
@@ -163,6 +177,7 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
             if save_epoch:
                 ckpt.save_checkpoint(state, work_dir, f"epoch_{epoch + 1}.pth")
                 ckpt.prune(work_dir, cfg.runtime.keep_last)
+    stop.uninstall()
     return final
 
 

@@ -118,7 +118,8 @@ def test_missing_and_corrupt_frames_raise_in_eval_and_are_skipped_in_training(sy
     with pytest.raises(BadSample) as err:
         for _ in build_loader(cfg, "val"):
             pass
-    assert str(err.value) == f"{lst}:2: {data / 'rawframes' / vids[1] / 'img_00005.jpg'}: not a JPEG (no SOI marker)"
+    assert str(err.value) == (f"{lst}:2: {data / 'rawframes' / vids[1] / 'img_00005.jpg'}: not a JPEG (no SOI "
+                              "marker), nor a PNG or another image format the decoder reads")
     (data / "rawframes" / vids[0] / "img_00012.jpg").unlink()                          # missing again
     # training policy on the same list: both videos skipped, logged with line and reason, the epoch completes
     cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(data) + [
