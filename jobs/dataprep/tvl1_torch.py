@@ -167,9 +167,11 @@ def median_blur(u: torch.Tensor, k: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the solver
 
-def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor, u2: torch.Tensor,
-               params: TVL1Params) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flow (u1, u2) (N, h, w) refined on one pyramid level; i0, i1 (N, h, w)."""
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
+    """Flow u (N, 2, h, w) refined on one pyramid level; i0, i1 (N, h, w).
+
+    Both flow components and both dual fields live in one tensor each (u: (N, 2, h, w), p: (N, 2, 2, h, w) =
+    [component][x, y]), so one op updates all of them: the inner iteration is about 30 tensor ops."""
     n, h, w = i0.shape
     eps = params.epsilon ** 2 * h * w
     l_t = params.lambda_ * params.theta
@@ -177,48 +179,44 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u1: torch.Tensor, u2: torch.T
     theta = params.theta
     i1x, i1y = centered_gradient(i1)
     stack = torch.stack([i1, i1x, i1y], 1)
-    p11, p12, p21, p22 = (torch.zeros_like(u1) for _ in range(4))
+    p = torch.zeros(n, 2, 2, h, w, dtype=u.dtype, device=u.device)
     for _ in range(params.warps):
-        i1w, i1wx, i1wy = remap_cubic(stack, u1, u2).unbind(1)
-        grad = i1wx * i1wx + i1wy * i1wy
-        rho_c = i1w - i1wx * u1 - i1wy * u2 - i0
-        flat = grad <= torch.finfo(torch.float32).eps  # no gradient: the data term cannot move u
+        warped = remap_cubic(stack, u[:, 0], u[:, 1])
+        i1w, gw = warped[:, 0], warped[:, 1:]  # I1(x + u0), its gradient (N, 2, h, w)
+        grad = (gw * gw).sum(1)
+        rho_c = i1w - (gw * u).sum(1) - i0
+        flat = grad <= torch.finfo(torch.float32).eps  # |grad I1w|^2 ~ 0: OpenCV's third case gives d = 0
         active = torch.ones(n, dtype=torch.bool, device=i0.device)
+        every = True  # all pairs active: commit without masking (the common case, and all of a single pair)
         for _ in range(params.outer_iterations):
+            if params.median_filtering > 1:
+                med = median_blur(u.reshape(n * 2, h, w), params.median_filtering).reshape(n, 2, h, w)
+                u = med if every else torch.where(active[:, None, None, None], med, u)
+            for _ in range(params.inner_iterations):
+                # Thresholding (OpenCV's estimateV): d = clamp(-rho / |grad|^2, -l_t, l_t) * grad I1w, which is
+                # its three cases (rho < -l_t |grad|^2, rho > l_t |grad|^2, between); where |grad|^2 ~ 0 the first
+                # two cases still apply to the sign of rho.
+                rho = rho_c + (gw * u).sum(1)
+                step = torch.where(flat, -l_t * torch.sign(rho), (-rho / grad).clamp_(-l_t, l_t))
+                px, py = p[:, :, 0], p[:, :, 1]
+                div = px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
+                new = u + step[:, None] * gw + theta * div  # u = v + theta div p
+                change = new - u
+                error = (change * change).sum((1, 2, 3), dtype=torch.float64)
+                u = new if every else torch.where(active[:, None, None, None], new, u)
+                # Dual step with the forward gradient of u (0 on the last column / row).
+                grad_u = torch.stack([F.pad(u[..., 1:] - u[..., :-1], (0, 1)),
+                                      F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))], 2)  # (N, 2, 2, h, w)
+                norm = 1 + taut * torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1])
+                new_p = (p + taut * grad_u) / norm[:, :, None]
+                p = new_p if every else torch.where(active[:, None, None, None, None], new_p, p)
+                active = active & (error > eps)
+                every = bool(active.all())
+                if not every and not bool(active.any()):
+                    break
             if not bool(active.any()):
                 break
-            keep = active[:, None, None]
-            if params.median_filtering > 1:
-                u1 = torch.where(keep, median_blur(u1, params.median_filtering), u1)
-                u2 = torch.where(keep, median_blur(u2, params.median_filtering), u2)
-            for _ in range(params.inner_iterations):
-                if not bool(active.any()):
-                    break
-                keep = active[:, None, None]
-                # thresholding: v = u + d, d from where rho lies against +-lambda*theta*|grad I1w|^2
-                rho = rho_c + (i1wx * u1 + i1wy * u2)
-                bound = l_t * grad
-                step = torch.where(rho < -bound, torch.full_like(rho, l_t),
-                                   torch.where(rho > bound, torch.full_like(rho, -l_t),
-                                               torch.where(flat, torch.zeros_like(rho), -rho / grad)))
-                v1 = u1 + step * i1wx
-                v2 = u2 + step * i1wy
-                new1 = v1 + theta * divergence(p11, p12)
-                new2 = v2 + theta * divergence(p21, p22)
-                d1, d2 = new1 - u1, new2 - u2
-                error = (d1 * d1 + d2 * d2).sum((1, 2), dtype=torch.float64)
-                u1 = torch.where(keep, new1, u1)
-                u2 = torch.where(keep, new2, u2)
-                u1x, u1y = forward_gradient(u1)
-                u2x, u2y = forward_gradient(u2)
-                ng1 = 1 + taut * torch.hypot(u1x, u1y)
-                ng2 = 1 + taut * torch.hypot(u2x, u2y)
-                p11 = torch.where(keep, (p11 + taut * u1x) / ng1, p11)
-                p12 = torch.where(keep, (p12 + taut * u1y) / ng1, p12)
-                p21 = torch.where(keep, (p21 + taut * u2x) / ng2, p21)
-                p22 = torch.where(keep, (p22 + taut * u2y) / ng2, p22)
-                active = active & (error > eps)
-    return u1, u2
+    return u
 
 
 @torch.no_grad()
@@ -236,15 +234,13 @@ def tvl1_flow(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Param
         levels0.append(resize_linear(levels0[-1], size, factor))
         levels1.append(resize_linear(levels1[-1], size, factor))
     n, (h, w) = i0.shape[0], sizes[-1]
-    u1 = torch.zeros(n, h, w, dtype=torch.float32, device=i0.device)
-    u2 = torch.zeros_like(u1)
+    u = torch.zeros(n, 2, h, w, dtype=torch.float32, device=i0.device)
     for s in range(len(sizes) - 1, -1, -1):
-        u1, u2 = _one_scale(levels0[s], levels1[s], u1, u2, params)
-        if s:
-            up = 1 / params.scale_step
-            u1 = resize_linear(u1, sizes[s - 1]) * up
-            u2 = resize_linear(u2, sizes[s - 1]) * up
-    return torch.stack([u1, u2], 1)
+        u = _one_scale(levels0[s], levels1[s], u, params)
+        if s:  # to the next finer level: resize each component, scale by 1 / scale_step
+            u = resize_linear(u.reshape(n * 2, *sizes[s]), sizes[s - 1]).reshape(n, 2, *sizes[s - 1])
+            u = u * (1 / params.scale_step)
+    return u
 
 
 def bytes_per_pair(h: int, w: int) -> int:
