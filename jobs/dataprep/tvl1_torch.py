@@ -244,9 +244,10 @@ def tvl1_flow(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Param
 
 
 def bytes_per_pair(h: int, w: int) -> int:
-    """A generous estimate of the peak device memory of one pair (the 25 median windows, remap's gathers and
-    ~30 float planes of state and temporaries), used to size a batch."""
-    return 4 * h * w * 90
+    """A generous estimate of the peak device memory of one pair at full size, used to size a batch: the median's
+    25 shifted copies of both flow components and its sort (~400 B/px), remap's weights and gathers, and ~30 float
+    planes of state and temporaries; a batch that still does not fit is split by the caller."""
+    return h * w * 600
 
 
 def auto_batch_size(h: int, w: int, device: torch.device, cap: int = 256) -> int:
