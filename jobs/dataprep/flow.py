@@ -109,6 +109,11 @@ def algorithm_record(opts: FlowOptions, source: str) -> dict:
 
         from jobs.dataprep.tvl1_torch import TVL1Params
 
+        if opts.device != "cpu":  # refuse before any worker starts, not once per video
+            index = int(opts.device.partition(":")[2] or 0)
+            if index >= torch.cuda.device_count():  # device_count: does not initialise CUDA in this process
+                raise RuntimeError(f"device {opts.device} requested but torch sees "
+                                   f"{torch.cuda.device_count()} CUDA device(s)")
         params = TVL1Params().record()  # the same numbers as OpenCV's getters (tested)
         note = ("TV-L1 in PyTorch with OpenCV DualTVL1's scheme and defaults, as MMAction2's flow_extraction.py; "
                 "the published TSN flow is TV-L1")

@@ -201,6 +201,13 @@ def test_backend_choice_and_refusals():
     assert result.exit_code == 1 and "Traceback" not in result.output and "CPU" in result.output
 
 
+def test_missing_cuda_device_is_one_message(tmp_path):
+    (tmp_path / "in/v").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["prepare", "flow", str(tmp_path / "in"), str(tmp_path / "out"),
+                                      "--device", f"cuda:{torch.cuda.device_count()}"])
+    assert result.exit_code == 1 and "CUDA device" in result.output and "Traceback" not in result.output
+
+
 @pytest.mark.timeout(300)
 def test_flow_recipe_trains_on_torch_flow(tmp_path):
     """Flow of the synthetic frames by `--backend torch` has the true motion's direction inside the moving disc,
@@ -212,8 +219,8 @@ def test_flow_recipe_trains_on_torch_flow(tmp_path):
     from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
 
     root = tmp_path / "synthetic"
-    # 2 classes (moving right / left), 4 training videos of 6 frames: 5 flow frames = one 5-frame flow stack.
-    make_synthetic_dataset(root, SyntheticSpec(num_colours=1, num_directions=2, train_per_class=2, val_per_class=0,
+    # 2 classes (moving right / left), 2 training videos of 6 frames: 5 flow frames = one 5-frame flow stack.
+    make_synthetic_dataset(root, SyntheticSpec(num_colours=1, num_directions=2, train_per_class=1, val_per_class=0,
                                                num_frames=6, videos=False))
     result = CliRunner().invoke(cli, ["prepare", "flow", str(root / "rawframes"), str(tmp_path / "flow"),
                                       "--source", "frames", "--backend", "torch", "--workers", "0"])
@@ -227,10 +234,10 @@ def test_flow_recipe_trains_on_torch_flow(tmp_path):
             if moving.sum() > 20:
                 assert np.sign(np.median(ours[moving])) == np.sign(np.median(truth[moving])), (vid, c)
                 checked += 1
-    assert checked >= 4
+    assert checked >= 2
     cfg = load_config("tsn_r18_synthetic_flow", [f"data.train_list={root / 'train_list_flow.txt'}",
                                                  f"data.train_prefix={tmp_path / 'flow'}", "data.workers=1",
-                                                 "data.videos_per_gpu=4", "model.num_classes=2"])
+                                                 "data.videos_per_gpu=2", "model.num_classes=2"])
     batch = next(iter(build_loader(cfg, "train")))
     assert batch.clips.shape[-3] == 10  # 5 flow frames x (x, y)
     torch.manual_seed(0)
