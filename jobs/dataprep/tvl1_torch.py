@@ -23,6 +23,7 @@ right at the threshold may stop one iteration apart; float rounding of fused vs 
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -167,7 +168,40 @@ def median_blur(u: torch.Tensor, k: int) -> torch.Tensor:
 
 # ---------------------------------------------------------------- the solver
 
-def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params) -> torch.Tensor:
+def _iteration(u: torch.Tensor, p: torch.Tensor, keep: torch.Tensor | None, gw: torch.Tensor, rho_c: torch.Tensor,
+               grad: torch.Tensor, flat: torch.Tensor, l_t: float, taut: float,
+               theta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One inner iteration: (u (N, 2, h, w), p (N, 2, 2, h, w)) -> (u, p, per-pair error (N,) float64).
+
+    keep (N,) bool: pairs still iterating (the others keep u and p); None = all of them."""
+    # Thresholding (OpenCV's estimateV): d = clamp(-rho / |grad|^2, -l_t, l_t) * grad I1w, which is its three
+    # cases (rho < -l_t |grad|^2, rho > l_t |grad|^2, between); where |grad|^2 ~ 0 the first two cases still
+    # apply to the sign of rho.
+    rho = rho_c + (gw * u).sum(1)
+    step = torch.where(flat, -l_t * torch.sign(rho), (-rho / grad).clamp(-l_t, l_t))
+    px, py = p[:, :, 0], p[:, :, 1]
+    div = px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
+    new = u + step[:, None] * gw + theta * div  # u = v + theta div p
+    change = new - u
+    error = (change * change).sum((1, 2, 3), dtype=torch.float64)
+    u = new if keep is None else torch.where(keep[:, None, None, None], new, u)
+    # Dual step with the forward gradient of u (0 on the last column / row).
+    grad_u = torch.stack([F.pad(u[..., 1:] - u[..., :-1], (0, 1)),
+                          F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))], 2)  # (N, 2, 2, h, w)
+    norm = 1 + taut * torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1])
+    new_p = (p + taut * grad_u) / norm[:, :, None]
+    p = new_p if keep is None else torch.where(keep[:, None, None, None, None], new_p, p)
+    return u, p, error
+
+
+@functools.lru_cache(maxsize=1)
+def _compiled_iteration():
+    """_iteration fused by torch.compile (its ~30 element-wise ops into a few kernels); built on first use."""
+    return torch.compile(_iteration, dynamic=True)
+
+
+def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1Params,
+               compile: bool = False) -> torch.Tensor:
     """Flow u (N, 2, h, w) refined on one pyramid level; i0, i1 (N, h, w).
 
     Both flow components and both dual fields live in one tensor each (u: (N, 2, h, w), p: (N, 2, 2, h, w) =
@@ -177,6 +211,7 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
     l_t = params.lambda_ * params.theta
     taut = params.tau / params.theta
     theta = params.theta
+    iteration = _compiled_iteration() if compile else _iteration
     i1x, i1y = centered_gradient(i1)
     stack = torch.stack([i1, i1x, i1y], 1)
     p = torch.zeros(n, 2, 2, h, w, dtype=u.dtype, device=u.device)
@@ -193,23 +228,8 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
                 med = median_blur(u.reshape(n * 2, h, w), params.median_filtering).reshape(n, 2, h, w)
                 u = med if every else torch.where(active[:, None, None, None], med, u)
             for _ in range(params.inner_iterations):
-                # Thresholding (OpenCV's estimateV): d = clamp(-rho / |grad|^2, -l_t, l_t) * grad I1w, which is
-                # its three cases (rho < -l_t |grad|^2, rho > l_t |grad|^2, between); where |grad|^2 ~ 0 the first
-                # two cases still apply to the sign of rho.
-                rho = rho_c + (gw * u).sum(1)
-                step = torch.where(flat, -l_t * torch.sign(rho), (-rho / grad).clamp_(-l_t, l_t))
-                px, py = p[:, :, 0], p[:, :, 1]
-                div = px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
-                new = u + step[:, None] * gw + theta * div  # u = v + theta div p
-                change = new - u
-                error = (change * change).sum((1, 2, 3), dtype=torch.float64)
-                u = new if every else torch.where(active[:, None, None, None], new, u)
-                # Dual step with the forward gradient of u (0 on the last column / row).
-                grad_u = torch.stack([F.pad(u[..., 1:] - u[..., :-1], (0, 1)),
-                                      F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))], 2)  # (N, 2, 2, h, w)
-                norm = 1 + taut * torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1])
-                new_p = (p + taut * grad_u) / norm[:, :, None]
-                p = new_p if every else torch.where(active[:, None, None, None, None], new_p, p)
+                keep = None if every else active
+                u, p, error = iteration(u, p, keep, gw, rho_c, grad, flat, l_t, taut, theta)
                 active = active & (error > eps)
                 every = bool(active.all())
                 if not every and not bool(active.any()):
@@ -220,9 +240,12 @@ def _one_scale(i0: torch.Tensor, i1: torch.Tensor, u: torch.Tensor, params: TVL1
 
 
 @torch.no_grad()
-def tvl1_flow(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Params()) -> torch.Tensor:
+def tvl1_flow(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Params(),
+              compile: bool = False) -> torch.Tensor:
     """Flow from i0 to i1: (N, H, W) grayscale (uint8 or float in 0..255) -> (N, 2, H, W) float32, channel 0
-    = x (right), 1 = y (down), such that i1(x + u) ~ i0(x). Same device as the inputs."""
+    = x (right), 1 = y (down), such that i1(x + u) ~ i0(x). Same device as the inputs.
+
+    compile=True runs the inner iteration through torch.compile (a GPU speed lever; the first call compiles)."""
     if i0.shape != i1.shape or i0.dim() != 3:
         raise ValueError(f"need two (N, H, W) stacks of the same shape, got {tuple(i0.shape)}, {tuple(i1.shape)}")
     if min(i0.shape[1:]) < 3:
@@ -236,7 +259,7 @@ def tvl1_flow(i0: torch.Tensor, i1: torch.Tensor, params: TVL1Params = TVL1Param
     n, (h, w) = i0.shape[0], sizes[-1]
     u = torch.zeros(n, 2, h, w, dtype=torch.float32, device=i0.device)
     for s in range(len(sizes) - 1, -1, -1):
-        u = _one_scale(levels0[s], levels1[s], u, params)
+        u = _one_scale(levels0[s], levels1[s], u, params, compile)
         if s:  # to the next finer level: resize each component, scale by 1 / scale_step
             u = resize_linear(u.reshape(n * 2, *sizes[s]), sizes[s - 1]).reshape(n, 2, *sizes[s - 1])
             u = u * (1 / params.scale_step)
