@@ -156,19 +156,26 @@ def frames(src_dir, dst_dir, short_side, size, workers, report, template, start_
               help="SRC_DIR holds videos or frame folders (auto: videos if any)")
 @click.option("--with-rgb", is_flag=True, help="videos: also write the RGB frames next to the flow")
 @click.option("--quality", type=click.IntRange(1, 100), default=95, show_default=True, help="JPEG quality")
+@click.option("--backend", type=click.Choice(flow_mod.BACKENDS), default="auto", show_default=True,
+              help="TV-L1 by OpenCV (CPU) or by PyTorch (CPU or CUDA, equal within docs/DATASETS.md's tolerance); "
+                   "auto: opencv on cpu, torch on cuda")
+@click.option("--device", default="cpu", show_default=True, help="torch backend: cpu, cuda or cuda:N")
+@click.option("--batch-size", type=click.IntRange(min=0), default=0, show_default=True,
+              help="torch backend: frame pairs per device call (0 = from the free device memory)")
 def flow(src_dir, dst_dir, short_side, size, workers, report, algo, bound, template, rgb_template, start_index,
-         source, with_rgb, quality):
+         source, with_rgb, quality, backend, device, batch_size):
     """Optical flow of every video or frame folder under SRC_DIR into DST_DIR/<video>/."""
     try:
         opts = flow_mod.FlowOptions(algo, bound, template, rgb_template, start_index, _resize(short_side, size),
-                                    with_rgb, quality)
+                                    with_rgb, quality, backend=backend, device=device, batch_size=batch_size)
         kind, tasks, known = flow_mod.plan(src_dir, dst_dir, source, rgb_template)
         meta = flow_mod.write_meta(dst_dir, opts, kind)
     except (ValueError, RuntimeError) as err:
         raise click.ClickException(str(err)) from None
     if not meta["published_algorithm"]:
         click.echo(f"WARNING: {meta['note']}", err=True)
-    click.echo(f"flow: {algo}, bound {bound}, from {kind} -> {dst_dir} (settings in flow_meta.json)")
+    click.echo(f"flow: {algo} ({opts.backend}, {device}), bound {bound}, from {kind} -> {dst_dir} "
+               "(settings in flow_meta.json)")
     _run("flow", (tasks, known), functools.partial(flow_mod.extract_flow, opts=opts, source=kind),
          dst_dir, workers, report)
 
