@@ -22,7 +22,7 @@ from PIL import Image
 from jobs.cli import cli
 from jobs.dataprep import tvl1_torch as tv
 from jobs.dataprep.flow import FlowOptions, load_cv2
-from jobs.dataprep.naming import count_flow_frames
+from jobs.media.naming import count_frames
 from tests.jobs.dataprep.flow_content import agreement, camera_like_frames, moved_pair
 
 MEAN_EPE, P99_EPE, WITHIN_1 = 0.05, 0.3, 0.99
@@ -174,7 +174,7 @@ def test_prepare_flow_torch_writes_the_opencv_files(tmp_path):
         assert meta["backend"] == backend and meta["algorithm"] == "tvl1" and meta["published_algorithm"]
         out[backend] = dst
     for vid, n in (("cls/v1", 4), ("cls/v2", 3)):
-        assert count_flow_frames(out["torch"] / vid, "{}_{:05d}.jpg") == n - 1
+        assert count_frames(out["torch"] / vid, "{}_{:05d}.jpg") == n - 1
         names = sorted(p.name for p in (out["opencv"] / vid).iterdir())
         assert sorted(p.name for p in (out["torch"] / vid).iterdir()) == names
         # JPEG (quality 95) turns a 1-level flip of a quantised pixel into +-2 on a few neighbours, so the files
@@ -212,11 +212,13 @@ def test_missing_cuda_device_is_one_message(tmp_path):
 def test_flow_recipe_trains_on_torch_flow(tmp_path):
     """Flow of the synthetic frames by `--backend torch` has the true motion's direction inside the moving disc,
     and tsn_r18_synthetic_flow's loader reads it and a few steps fit a batch of it."""
-    from jobs.training.config import load_config
-    from jobs.training.engine import Trainer, make_amp, train_step
-    from jobs.training.loaders import build_loader
-    from jobs.training.weights import build_model
-    from pipelines.synthetic import SyntheticSpec, make_synthetic_dataset
+    from jobs.recipes.config import load_config
+    from jobs.recipes.loaders import build_loader
+    from jobs.runtime.amp import make_amp
+    from jobs.runtime.distributed import Dist
+    from jobs.runtime.weights import build_model
+    from jobs.training.loop import Trainer, train_step
+    from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
 
     root = tmp_path / "synthetic"
     # 2 classes (moving right / left), 2 training videos of 6 frames: 5 flow frames = one 5-frame flow stack.
@@ -245,6 +247,7 @@ def test_flow_recipe_trains_on_torch_flow(tmp_path):
     opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
     amp, scaler = make_amp(False, torch.device("cpu"))
-    trainer = Trainer(model, opt, sched, scaler, amp, cfg.normalize, torch.device("cpu"))
+    trainer = Trainer(model=model, optimizer=opt, scheduler=sched, scaler=scaler, amp=amp, normalize=cfg.normalize,
+                      dist=Dist())
     losses = [train_step(trainer, batch.clips, batch.labels) for _ in range(8)]
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
