@@ -172,3 +172,27 @@ def folder_files(path: str) -> list[str]:
     if where is None:
         return sorted(e.name for e in os.scandir(path) if e.is_file())
     return index_of(where[0]).folder(where[1])
+
+
+def stat(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of a plain file, or of a packed file (its indexed size, its shard's mtime): what the video
+    index compares to decide whether a cached probe is still valid. Raises OSError when missing."""
+    where = split(path)
+    if where is None:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    shard, logical = where
+    try:
+        index = index_of(shard)
+    except PackedError as err:
+        raise FileNotFoundError(str(err)) from None
+    if logical not in index.members:
+        raise FileNotFoundError(f"{shard}: no member {logical!r} in its index")
+    return index.members[logical][1], os.stat(shard).st_mtime_ns
+
+
+def media(path: str):
+    """What PyAV's `av.open` takes for a (packed or plain) video: the path, or the packed bytes in memory (one
+    pread; a training video is a few MB)."""
+    import io
+    return path if split(path) is None else io.BytesIO(read_bytes(path).tobytes())

@@ -39,6 +39,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from . import packed
+
 if TYPE_CHECKING:
     from pipelines.video_index import VideoInfo
 
@@ -89,7 +91,7 @@ class PacketTable:
 
 
 def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    container = av.open(path, mode="r")
+    container = av.open(packed.media(path), mode="r")
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(f"{path}: no video stream")
@@ -135,8 +137,7 @@ _tables: OrderedDict[tuple, PacketTable] = OrderedDict()
 
 
 def _table_key(path: str) -> tuple:
-    st = os.stat(path)
-    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+    return (os.path.abspath(path), *packed.stat(path))
 
 
 def packet_table(path: str, opened: tuple | None = None) -> PacketTable:

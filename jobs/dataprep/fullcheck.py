@@ -33,6 +33,8 @@ from multiprocessing import get_context
 import numpy as np
 from tqdm import tqdm
 
+from pipelines import packed
+
 CACHE_VERSION = 1           # bump when what a check decides changes: cached results of another version are redone
 BATCH_FILES = 256           # frames per DALI batch: several folders of a typical list, bounded memory
 VIDEO_TIMEOUT_S = 600.0     # a decode that hangs (pathological file) is reported, not waited for
@@ -151,7 +153,7 @@ def check_folders(jobs: list[Job]) -> list[tuple[Job, list[tuple[str, str]]]]:
         size = None
         for f in job.files:
             try:
-                buf = np.fromfile(f, np.uint8)
+                buf = packed.read_bytes(f)   # a frame file, or a member of a packed shard
                 wh = jpeg_size(buf)               # the checks FrameFolderReader makes before DALI sees a file
             except (OSError, BadJpeg) as err:
                 bad[job.path].append((f, str(err)))

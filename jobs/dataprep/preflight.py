@@ -7,7 +7,6 @@ with intact headers but a corrupt body, and videos cut mid-stream. It prints a s
 can write a cleaned list (the usable lines, verbatim), and exits 1 when anything is unusable.
 """
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -17,6 +16,7 @@ from tqdm import tqdm
 from jobs.dataprep.fullcheck import decode_check, folder_job, video_job
 from jobs.training.config import Config
 from jobs.training.loaders import load_records, split_files
+from pipelines import packed
 from pipelines.annotations import FrameLayout, VideoRecord
 from pipelines.video_index import build_index, index_path_for
 
@@ -34,10 +34,10 @@ def frame_files(record: VideoRecord, layout: FrameLayout) -> list[str]:
 
 
 def check_folder(record: VideoRecord, layout: FrameLayout) -> list[tuple[str, str]]:
-    if not os.path.isdir(record.path):
+    if not packed.is_folder(record.path):
         return [("missing", f"no folder {record.path}")]
     paths = frame_files(record, layout)
-    missing = [p for p in paths if not os.path.isfile(p)]
+    missing = [p for p in paths if not packed.exists(p)]
     if missing:
         return [("missing_frames", f"{len(missing)} of {len(paths)} frames missing, first {missing[0]}")]
     return []

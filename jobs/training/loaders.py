@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from jobs.training.config import Config
+from pipelines import packed
 from pipelines.annotations import (
     FrameLayout,
     VideoRecord,
@@ -97,11 +98,11 @@ def unreadable_folders(records: list[VideoRecord], layout: FrameLayout, sampler:
     for i, r in enumerate(records):
         if not r.total_frames or r.total_frames < 1:
             bad.append((r, f"no frames (total_frames={r.total_frames})"))
-        elif not os.path.isdir(r.path):
+        elif not packed.is_folder(r.path):
             bad.append((r, "no such frame folder"))
         else:
             picked = np.unique(sampler(r.total_frames, start_index, video_rng(seed, 0, i)))
-            missing = [f for f in layout.frame_paths(r, picked) if not os.path.isfile(f)]
+            missing = [f for f in layout.frame_paths(r, picked) if not packed.exists(f)]
             if missing:
                 bad.append((r, f"{len(missing)} of the {len(picked) * (2 if layout.modality == 'Flow' else 1)} "
                                f"sampled frame files missing, first {missing[0]}"))
