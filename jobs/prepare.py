@@ -211,12 +211,19 @@ def flow(src_dir, dst_dir, short_side, size, workers, report, part, algo, bound,
 @click.option("--clean-list", help="Write the usable lines of the list here.")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="Processes for probing and --full decoding [default: the recipe's data.workers].")
+@_shard_option
 @cfg_options
-def check_command(config, split, full, report, clean_list, workers, cfg_options):
-    """Pre-flight check of CONFIG's data for one split."""
+def check_command(config, split, full, report, clean_list, workers, part, cfg_options):
+    """Pre-flight check of CONFIG's data for one split (packed lists: every member read through its shard's index).
+
+    With --shard I/N a part checks every N-th video and writes <list>.check.part-I-of-N.jsonl; `tsn prepare merge`
+    of the list's folder joins the reports."""
     cfg = load_config(config, cfg_options)
-    report = report or split_files(cfg, split)[0] + ".check.jsonl"
-    counts = run_check(cfg, split, full, report, clean_list, workers)
+    split_part = _part(part)
+    if clean_list and not split_part.whole:
+        raise click.UsageError("--clean-list needs the whole list: run it without --shard")
+    report = report or split_part.part_name(split_files(cfg, split)[0] + ".check", ".jsonl")
+    counts = run_check(cfg, split, full, report, clean_list, workers, split_part)
     for kind, n in sorted(counts.items(), key=lambda kv: (kv[0] != "ok", kv[0])):
         click.echo(f"{kind:>18}: {n}")
     click.echo(f"report: {report}" + (f"; usable lines: {clean_list}" if clean_list else ""))

@@ -53,14 +53,14 @@ class Job:
 
 
 def folder_job(path: str, files: list[str], gray: bool, what: str) -> Job:
-    sizes = [os.stat(f) for f in files]
-    key = (what, path, len(files), sum(s.st_size for s in sizes), max((s.st_mtime_ns for s in sizes), default=0))
+    sizes = [packed.stat(f) for f in files]        # (size, mtime_ns) of a file or of a packed member
+    key = (what, path, len(files), sum(s for s, _ in sizes), max((t for _, t in sizes), default=0))
     return Job(key, path, tuple(files), gray)
 
 
 def video_job(path: str, frames: int) -> Job:
-    st = os.stat(path)
-    return Job(("video", path, 1, st.st_size, st.st_mtime_ns), path, frames=frames)
+    size, mtime = packed.stat(path)
+    return Job(("video", path, 1, size, mtime), path, frames=frames)
 
 
 # ---------------------------------------------------------------- frame folders (DALI CPU decoder)

@@ -14,6 +14,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jobs.dataprep.fullcheck import decode_check, folder_job, video_job
+from jobs.dataprep.worksplit import WorkSplit
 from jobs.training.config import Config
 from jobs.training.loaders import load_records, split_files
 from pipelines import packed
@@ -56,15 +57,17 @@ def check_video(record: VideoRecord, info) -> list[tuple[str, str]]:
 
 
 def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str | None,
-              workers: int | None = None) -> Counter:
-    """Check `split`'s list of `cfg`; `full` also decodes every frame (cached in <list>.full_check.jsonl)."""
+              workers: int | None = None, part: WorkSplit = WorkSplit()) -> Counter:
+    """Check `split`'s list of `cfg` (`part` of it); `full` also decodes every frame (cached in
+    <list>.full_check.jsonl, or a part's own cache file)."""
     list_file = split_files(cfg, split)[0]
-    records = load_records(cfg, split)
+    records = part.take(load_records(cfg, split))
     d = cfg.data
     workers = d.workers if workers is None else workers
     progress = sys.stderr.isatty()
     if d.source == "video":
-        infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers,
+        infos = build_index([r.path for r in records],
+                            part.part_name(index_path_for(list_file).removesuffix(".jsonl"), ".jsonl"), workers=workers,
                             progress=progress)
     layout = FrameLayout(d.filename_tmpl, d.first_index, d.modality)
     found: list[list[tuple[str, str]]] = []
@@ -79,8 +82,8 @@ def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str 
         jobs = {i: video_job(r.path, infos[r.path].num_frames) if d.source == "video"
                 else folder_job(r.path, frame_files(r, layout), d.modality == "Flow", what)
                 for i, r in enumerate(records) if not any(kind in ERRORS for kind, _ in found[i])}
-        decoded = decode_check(list({j.path: j for j in jobs.values()}.values()), list_file + ".full_check.jsonl",
-                               workers=workers, progress=progress)
+        decoded = decode_check(list({j.path: j for j in jobs.values()}.values()),
+                               part.part_name(list_file + ".full_check", ".jsonl"), workers=workers, progress=progress)
         for i, job in jobs.items():
             found[i] += decoded[job.path]
     counts, usable = Counter(), []

@@ -131,3 +131,43 @@ def test_recipe_trains_and_tests_from_shards(synthetic_root, packed_sets, tmp_pa
     scores = np.load(tmp_path / "s.npy")
     val_lines = [x for x in (synthetic_root / "val_list_rawframes.txt").read_text().splitlines() if x.strip()]
     assert scores.shape == (len(val_lines), 12)         # one score row per val video, 12 classes
+
+
+def test_full_check_reads_members_through_the_index_and_names_a_damaged_one(synthetic_root, tmp_path):
+    from jobs.prepare import prepare
+    out = tmp_path / "packed"
+    opts = pack(synthetic_root, out, "rawframes")
+    shard, member = _damage_member(out, "val_list_rawframes.txt", 2)
+    args = ["check", "tsn_r18_synthetic_rgb", "--split", "val", "--full", "--workers", "0"]
+    for o in synthetic_overrides(synthetic_root) + opts:
+        args += ["--cfg-options", o]
+    result = CliRunner().invoke(prepare, args)
+    assert result.exit_code == 1, result.output
+    report = [json.loads(x) for x in (out / "val_list_rawframes.txt.check.jsonl").read_text().splitlines()]
+    assert len(report) == 1 and report[0]["line"].endswith("val_list_rawframes.txt:3")
+    assert Path(shard).name in report[0]["reason"] + report[0]["path"] and member.split("/")[-1] in report[0]["reason"]
+
+
+@pytest.mark.parametrize("step", ["check", "index"])
+def test_split_check_and_index_are_disjoint_complete_and_merge(synthetic_root, tmp_path, step):
+    from jobs.prepare import prepare
+    out = tmp_path / "packed"
+    opts = pack(synthetic_root, out, "videos")
+    for i in range(3):
+        if step == "index":
+            args = ["index", str(out / "val_list_videos.txt"), "--data-prefix", str(out), "--workers", "0"]
+        else:
+            args = ["check", "tsn_r18_synthetic_video_rgb", "--split", "val", "--full", "--workers", "0"]
+            for o in synthetic_overrides(synthetic_root, "videos") + opts:
+                args += ["--cfg-options", o]
+        result = CliRunner().invoke(prepare, args + ["--shard", f"{i}/3"])
+        assert result.exit_code == 0, result.output
+    stem = "val_list_videos.txt.index" if step == "index" else "val_list_videos.txt.full_check"
+    path_of = (lambda row: row["path"]) if step == "index" else (lambda row: row["key"][1])   # cache rows
+    parts = [[path_of(json.loads(x)) for x in (out / f"{stem}.part-{i}-of-3.jsonl").read_text().splitlines()]
+             for i in range(3)]
+    every = [str(out / line.split()[0]) for line in (out / "val_list_videos.txt").read_text().splitlines()]
+    assert sorted(p for part in parts for p in part) == sorted(every)          # complete, and disjoint
+    assert CliRunner().invoke(prepare, ["merge", str(out)]).exit_code == 0
+    merged = [path_of(json.loads(x)) for x in (out / f"{stem}.jsonl").read_text().splitlines()]
+    assert sorted(merged) == sorted(every)
