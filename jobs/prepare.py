@@ -11,6 +11,7 @@ if __name__ == "__main__":  # run as a script: put the repo root (not jobs/) fir
 
 import functools
 import json
+import re
 from collections import Counter
 
 import click
@@ -287,15 +288,21 @@ def _size_bytes(text: str) -> int:
 @click.option("--shard-size", default="1GiB", show_default=True, help="close a shard at this size")
 @click.option("--prefix", default="shard", show_default=True, help="shard file name prefix")
 @click.option("--seed", default=0, show_default=True, help="seed of the write-time shuffle")
+@click.option("--tag", default="", help="pack all of LISTS as one node's batch (e.g. its node-local frames): shards "
+                                        "<prefix>-<tag>-<n>.tar and lists <name>.<tag>.txt; ignores SLURM variables")
 @_shard_option
-def pack_command(lists, root, out_dir, shard_size, prefix, seed, part):
+def pack_command(lists, root, out_dir, shard_size, prefix, seed, tag, part):
     """Pack the frame folders or videos of LISTS into tar shards with an index each, and write the packed lists.
 
     Every list whose entries live under --root (RGB and flow lists of one dataset, train and val) can go in one
     call: a folder is packed once, every list points to it. Resumable; with --shard I/N, run `tsn prepare merge`
     after the last part."""
-    split = _part(part)
-    opts = pack_mod.PackOptions(root, out_dir, prefix, _size_bytes(shard_size), seed)
+    if tag and part:
+        raise click.UsageError("--tag packs all of LISTS: do not combine it with --shard")
+    if tag and not re.fullmatch(r"[A-Za-z0-9_]+", tag):
+        raise click.BadParameter("letters, digits and '_' only", param_hint="--tag")
+    split = WorkSplit() if tag else _part(part)
+    opts = pack_mod.PackOptions(root, out_dir, prefix, _size_bytes(shard_size), seed, tag)
     try:
         done = []
         failures = pack_mod.pack(lists, opts, split, progress=done.append)
@@ -309,7 +316,7 @@ def pack_command(lists, root, out_dir, shard_size, prefix, seed, part):
     for failure in failures[:10]:
         click.echo(f"  FAILED {failure.path}: {failure.reason}", err=True)
     if split.whole:
-        click.echo("lists: " + ", ".join(str(out_dir / Path(p).name) for p in lists))
+        click.echo("lists written to " + str(out_dir))
     if failures:
         click.echo(f"report: {report}", err=True)
         raise click.exceptions.Exit(1)

@@ -37,6 +37,7 @@ class PackOptions:
     prefix: str = "shard"
     shard_bytes: int = 1 << 30      # a shard is closed once adding the next video would pass this size
     seed: int = 0
+    tag: str = ""                   # a node's own batch of a split preparation: in shard and list names
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ def plan(list_files: Sequence[Path], opts: PackOptions, part: WorkSplit) -> tupl
     failures = []
 
     def close() -> None:
-        head = opts.prefix if part.whole else f"{opts.prefix}-{part.index:04d}"
+        head = opts.prefix + (f"-{opts.tag}" if opts.tag else "") + ("" if part.whole else f"-{part.index:04d}")
         shards.append(ShardPlan(f"{head}-{len(shards):06d}.tar", tuple(current)))
 
     for path in mine:
@@ -181,7 +182,7 @@ def pack(list_files: Sequence[Path], opts: PackOptions, part: WorkSplit, progres
     bad = {f.path for f in failures}
     fields = {e.path: packed.join(s.name, e.path) for s in shards for e in s.entries if e.path not in bad}
     if part.whole:
-        write_lists(list_files, fields, opts.out)
+        write_lists(list_files, fields, opts.out, opts.tag)
     else:
         write_lines(part_map_path(opts.out, part),
                     [json.dumps({"path": k, "field": v}) for k, v in fields.items()])
@@ -194,9 +195,9 @@ def write_lines(path: Path, lines: Iterable[str]) -> None:
     os.replace(tmp, path)
 
 
-def write_lists(list_files: Sequence[Path], fields: dict[str, str], out: Path) -> list[Path]:
-    """Each list again, in its order, with the path field pointing into a shard; entries that were not packed are
-    left out (they are in the failure report)."""
+def write_lists(list_files: Sequence[Path], fields: dict[str, str], out: Path, tag: str = "") -> list[Path]:
+    """Each list again, in its order, with the path field pointing into a shard (`NAME.TAG.txt` with a tag); entries
+    that were not packed are left out (they are in the failure report)."""
     written = []
     for list_file in map(Path, list_files):
         lines = []
@@ -206,8 +207,9 @@ def write_lists(list_files: Sequence[Path], fields: dict[str, str], out: Path) -
                 lines.append(line)
             elif tokens[0] in fields:
                 lines.append(" ".join([fields[tokens[0]], *tokens[1:]]))
-        write_lines(out / list_file.name, lines)
-        written.append(out / list_file.name)
+        name = f"{list_file.stem}.{tag}{list_file.suffix}" if tag else list_file.name
+        write_lines(out / name, lines)
+        written.append(out / name)
     return written
 
 

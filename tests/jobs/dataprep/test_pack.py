@@ -241,3 +241,19 @@ def test_frames_split_three_ways_equals_one_run(synthetic_root, tmp_path):
     assert made == [sorted(os.listdir(whole / d)) for d in sorted(os.listdir(whole)) if (whole / d).is_dir()]
     assert _invoke("merge", parts).exit_code == 0
     assert (parts / "frames_failures.jsonl").exists()
+
+
+def test_tagged_packs_of_two_nodes_concatenate_to_the_whole_list(synthetic_root, tmp_path):
+    """Two nodes each pack their own half of a list (as after a split extraction on node-local disks) into one
+    shared folder; `cat` of their tagged lists lists every video once, each pointing into an existing shard."""
+    lines = (synthetic_root / "train_list_rawframes.txt").read_text().splitlines()
+    out = tmp_path / "shared"
+    for tag, half in (("n0", lines[::2]), ("n1", lines[1::2])):
+        part = tmp_path / f"{tag}.txt"
+        part.write_text("\n".join(half) + "\n")
+        result = _invoke("pack", part, "--root", synthetic_root / "rawframes", "--out", out, "--tag", tag)
+        assert result.exit_code == 0, result.output
+    joined = _entries(out / "n0.n0.txt") + _entries(out / "n1.n1.txt")
+    assert sorted(packed.split(e[0])[1] for e in joined) == sorted(line.split()[0] for line in lines)
+    assert {packed.split(e[0])[0].split("-")[1] for e in joined} == {"n0", "n1"}
+    assert all(packed.exists(str(out / f"{e[0]}/img_00001.jpg")) for e in joined)
