@@ -105,5 +105,30 @@ def video_decode(recipe, kinds, files, epochs, rounds, workers, variants, data_r
         Path(out).write_text(json.dumps(rows, indent=2))
 
 
+@bench.command("shards")
+@click.option("--videos-per-class", type=int, default=170, show_default=True,
+              help="Synthetic 340x256 training frame folders per class (12 classes).")
+@click.option("--val-per-class", type=int, default=10, show_default=True, help="Synthetic test folders per class.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Alternating rounds.")
+@click.option("--workers", type=int, default=2, show_default=True, help="DALI worker processes.")
+@click.option("--no-strace", is_flag=True, help="Do not count openat() calls with strace.")
+@click.option("--data-root", default="work_dirs/synthetic", show_default=True, help="Synthetic data cache.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
+def shards(videos_per_class, val_per_class, rounds, workers, no_strace, data_root, out):
+    """Frame folders vs packed shards: clips/s, opens and bytes read per clip, warm and cold page cache; pack and
+    unpack MB/s."""
+    from jobs.dataprep.synthetic import ensure_dataset
+    from jobs.profiling.shards_bench import BenchOptions, format_rows, run_bench
+    say = lambda msg: click.echo(msg, err=True)
+    folder = ensure_dataset(data_root, 340, 256, videos_per_class=videos_per_class, val_per_class=val_per_class)
+    opts = BenchOptions(workers=workers, count_opens=not no_strace)
+    packing, rows = run_bench(folder, folder.parent / (folder.name + "_shards"), opts, rounds, say)
+    click.echo(f"pack: {packing}")
+    click.echo(format_rows(rows))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps({"pack": packing, "rows": rows}, indent=2))
+
+
 if __name__ == "__main__":
     run(bench)

@@ -38,6 +38,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from . import packed
+
 PTS_EXACT_CODECS = frozenset({"h264", "hevc", "av1", "vp8", "vp9", "mjpeg"})
 _REORDERING_CODECS = frozenset({"h264", "hevc"})  # B-frames: presentation order != decode order
 _NO_PTS_CONTAINERS = frozenset({"avi"})  # demuxer fills pts from the packet's decode position
@@ -85,7 +87,7 @@ class PacketTable:
 
 
 def open_video(path: str) -> tuple[av.container.InputContainer, av.video.stream.VideoStream]:
-    container = av.open(path, mode="r")
+    container = av.open(packed.media(path), mode="r")
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(f"{path}: no video stream")
@@ -131,8 +133,7 @@ _tables: OrderedDict[tuple, PacketTable] = OrderedDict()
 
 
 def _table_key(path: str) -> tuple:
-    st = os.stat(path)
-    return os.path.abspath(path), st.st_size, st.st_mtime_ns
+    return (os.path.abspath(path), *packed.stat(path))
 
 
 def packet_table(path: str, opened: tuple | None = None) -> PacketTable:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import packed
 from .annotations import FrameLayout, VideoRecord
 from .errors import UserError
 from .jpeg import BadJpeg, image_size
@@ -47,7 +48,9 @@ class Clip:
 
 def _read_file(path: str) -> np.ndarray:
     try:
-        return np.fromfile(path, dtype=np.uint8)
+        return packed.read_bytes(path)
+    except packed.PackedError as err:       # names the shard and the member
+        raise BadSample(str(err)) from None
     except FileNotFoundError:
         raise BadSample(f"missing file {path}") from None
     except OSError as err:

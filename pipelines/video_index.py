@@ -24,7 +24,7 @@ import av
 import numpy as np
 from tqdm import tqdm
 
-from pipelines import jsonl_cache
+from pipelines import jsonl_cache, packed
 from pipelines.pyav_decode import (
     VideoDecodeError,
     iter_frames,
@@ -84,13 +84,12 @@ def probe_video(path: str, *, count: str = "auto") -> VideoInfo:
     """Never raises for bad files; bounded work: one demux pass plus at most one full decode."""
     path = str(path)
     try:
-        st = os.stat(path)
+        size, mtime = packed.stat(path)
     except FileNotFoundError:
         return _info(path, "missing", "file not found")
     except OSError as exc:
         return _info(path, "unreadable", f"cannot stat: {exc}")
-    size, mtime = st.st_size, st.st_mtime_ns
-    if not os.path.isfile(path):
+    if packed.split(path) is None and not os.path.isfile(path):
         return _info(path, "unreadable", "not a regular file", size, mtime)
     if size == 0:
         return _info(path, "unreadable", "empty file (0 bytes)", size, mtime)
@@ -225,12 +224,12 @@ def build_index(paths: list[str], cache_path: str | None, *, workers: int = 2, p
     todo: list[str] = []
     for p in dict.fromkeys(str(p) for p in paths):
         try:
-            st = os.stat(p)
+            st = packed.stat(p)
         except OSError:
             result[p] = _info(p, "missing", "file not found")
             continue
         hit = cached.get(p)
-        if hit is not None and (hit.size_bytes, hit.mtime_ns) == (st.st_size, st.st_mtime_ns):
+        if hit is not None and (hit.size_bytes, hit.mtime_ns) == st:
             result[p] = hit
         else:
             todo.append(p)

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from pipelines import jsonl_cache
+from pipelines import jsonl_cache, packed
 from pipelines.spawn import spawn_map
 
 CACHE_VERSION = 1           # bump when what a check decides changes: cached results of another version are redone
@@ -51,14 +51,14 @@ class Job:
 
 
 def folder_job(path: str, files: list[str], gray: bool, what: str) -> Job:
-    sizes = [os.stat(f) for f in files]
-    key = (what, path, len(files), sum(s.st_size for s in sizes), max((s.st_mtime_ns for s in sizes), default=0))
+    sizes = [packed.stat(f) for f in files]        # (size, mtime_ns) of a file or of a packed member
+    key = (what, path, len(files), sum(s for s, _ in sizes), max((t for _, t in sizes), default=0))
     return Job(key, path, tuple(files), gray)
 
 
 def video_job(path: str, frames: int) -> Job:
-    st = os.stat(path)
-    return Job(("video", path, 1, st.st_size, st.st_mtime_ns), path, frames=frames)
+    size, mtime = packed.stat(path)
+    return Job(("video", path, 1, size, mtime), path, frames=frames)
 
 
 # ---------------------------------------------------------------- frame folders (DALI CPU decoder)
@@ -151,7 +151,7 @@ def check_folders(jobs: list[Job]) -> list[tuple[Job, list[tuple[str, str]]]]:
         size = None
         for f in job.files:
             try:
-                buf = np.fromfile(f, np.uint8)
+                buf = packed.read_bytes(f)   # a frame file, or a member of a packed shard
                 wh = image_size(buf)              # the checks FrameFolderReader makes before DALI sees a file
             except (OSError, BadJpeg) as err:
                 bad[job.path].append((f, str(err)))

@@ -7,7 +7,6 @@ with intact headers but a corrupt body, and videos cut mid-stream. It prints a s
 can write a cleaned list (the usable lines, verbatim), and exits 1 when anything is unusable.
 """
 import json
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,8 +14,10 @@ from pathlib import Path
 from tqdm import tqdm
 
 from jobs.dataprep.fullcheck import decode_check, folder_job, video_job
+from jobs.dataprep.worksplit import WorkSplit
 from jobs.recipes.config import Config
 from jobs.recipes.loaders import load_records, split_files
+from pipelines import packed
 from pipelines.annotations import FrameLayout, VideoRecord
 from pipelines.video_index import build_index, index_path_for
 
@@ -34,10 +35,10 @@ def frame_files(record: VideoRecord, layout: FrameLayout) -> list[str]:
 
 
 def check_folder(record: VideoRecord, layout: FrameLayout) -> list[tuple[str, str]]:
-    if not os.path.isdir(record.path):
+    if not packed.is_folder(record.path):
         return [("missing", f"no folder {record.path}")]
     paths = frame_files(record, layout)
-    missing = [p for p in paths if not os.path.isfile(p)]
+    missing = [p for p in paths if not packed.exists(p)]
     if missing:
         return [("missing_frames", f"{len(missing)} of {len(paths)} frames missing, first {missing[0]}")]
     return []
@@ -56,15 +57,17 @@ def check_video(record: VideoRecord, info) -> list[tuple[str, str]]:
 
 
 def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str | None,
-              workers: int | None = None) -> Counter:
-    """Check `split`'s list of `cfg`; `full` also decodes every frame (cached in <list>.full_check.jsonl)."""
+              workers: int | None = None, part: WorkSplit = WorkSplit()) -> Counter:
+    """Check `split`'s list of `cfg` (`part` of it); `full` also decodes every frame (cached in
+    <list>.full_check.jsonl, or a part's own cache file)."""
     list_file = split_files(cfg, split)[0]
-    records = load_records(cfg, split)
+    records = part.take(load_records(cfg, split))
     d = cfg.data
     workers = d.workers if workers is None else workers
     progress = sys.stderr.isatty()
     if d.source == "video":
-        infos = build_index([r.path for r in records], index_path_for(list_file), workers=workers,
+        infos = build_index([r.path for r in records],
+                            part.part_name(index_path_for(list_file).removesuffix(".jsonl"), ".jsonl"), workers=workers,
                             progress=progress)
     layout = d.frame_layout
     found: list[list[tuple[str, str]]] = []
@@ -79,8 +82,8 @@ def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str 
         jobs = {i: video_job(r.path, infos[r.path].num_frames) if d.source == "video"
                 else folder_job(r.path, frame_files(r, layout), d.is_flow, what)
                 for i, r in enumerate(records) if not any(kind in ERRORS for kind, _ in found[i])}
-        decoded = decode_check(list({j.path: j for j in jobs.values()}.values()), list_file + ".full_check.jsonl",
-                               workers=workers, progress=progress)
+        decoded = decode_check(list({j.path: j for j in jobs.values()}.values()),
+                               part.part_name(list_file + ".full_check", ".jsonl"), workers=workers, progress=progress)
         for i, job in jobs.items():
             found[i] += decoded[job.path]
     counts, usable = Counter(), []

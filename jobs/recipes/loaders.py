@@ -8,6 +8,7 @@ import os
 import numpy as np
 
 from jobs.recipes.config import Config
+from pipelines import packed
 from pipelines.annotations import (
     FrameLayout,
     VideoRecord,
@@ -102,12 +103,12 @@ def unreadable_folders(records: list[VideoRecord], layout: FrameLayout, sampler:
     for i, r in enumerate(records):
         if not r.total_frames or r.total_frames < 1:
             bad.append((r, f"no frames (total_frames={r.total_frames})"))
-        elif not os.path.isdir(r.path):
+        elif not packed.is_folder(r.path):
             bad.append((r, "no such frame folder"))
         else:
             picked = np.unique(sampler(r.total_frames, start_index, video_rng(seed, 0, i)))
             files = layout.frame_paths(r, picked)     # flow: an x and a y file per picked frame
-            missing = [f for f in files if not os.path.isfile(f)]
+            missing = [f for f in files if not packed.exists(f)]
             if missing:
                 bad.append((r, f"{len(missing)} of the {len(files)} sampled frame files missing, first {missing[0]}"))
     return bad
