@@ -21,8 +21,8 @@ import torch
 
 from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
-from jobs.runtime.distributed import Dist
 from jobs.runtime import checkpoint as ckpt
+from jobs.runtime.distributed import Dist
 from jobs.training.preemption import PREEMPTED_EXIT, Preemption, parse_signal
 from pipelines.watchdog import WorkerDied
 from tests.helpers import ROOT, synthetic_overrides
