@@ -10,8 +10,7 @@ import click
 from jobs.console.errors import run
 from jobs.console.options import cfg_options, device_option
 from jobs.recipes.config import load_config
-from jobs.training.preemption import DEFAULT_SIGNAL, PREEMPTED_EXIT, parse_signal
-from jobs.training.trainer import train
+from jobs.runtime.signals import DEFAULT_SIGNAL, PREEMPTED_EXIT, parse_signal
 
 
 @click.command("train")
@@ -45,6 +44,7 @@ def train_command(config, work_dir, resume, load_from, amp, auto_scale_lr, no_va
             parse_signal(preempt_signal)
         except ValueError as err:
             raise click.BadParameter(str(err), param_hint="--preempt-signal") from None
+    from jobs.training.trainer import train
     # The recipe's lr is for 8 x ITS videos_per_gpu: a --cfg-options change of the batch is what gets scaled for.
     recipe_vpg = load_config(config).data.videos_per_gpu if auto_scale_lr else None
     train(cfg, work_dir or f"work_dirs/{cfg.name}", resume=resume, load_from=load_from,

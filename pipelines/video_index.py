@@ -205,7 +205,7 @@ def _probe_one(job: tuple[str, float | None]) -> VideoInfo:
 def _probe_all(paths: list[str], workers: int, progress: bool, timeout_s, sink) -> None:
     """Probe `paths` (in `workers` processes when worth it), calling `sink(info)` for each."""
     jobs = [(p, timeout_s) for p in paths]
-    if len(jobs) < 4 * workers:     # a pool's start-up costs more than it saves
+    if workers <= 1 or len(jobs) < 4 * workers:     # a pool's start-up costs more than it saves
         workers = 1
     results = spawn_map(_probe_one, jobs, workers, chunksize=max(1, min(64, len(jobs) // (workers * 8))))
     for info in tqdm(results, total=len(jobs), desc="probe videos", unit="file", disable=not progress):

@@ -34,23 +34,8 @@ import torch
 import torch.distributed as torch_dist
 
 from jobs.runtime.distributed import Dist, barrier
+from jobs.runtime.signals import DEFAULT_SIGNAL, PREEMPTED_EXIT, parse_signal
 from pipelines.watchdog import LoaderStalled, WorkerDied
-
-PREEMPTED_EXIT = 75            # sysexits.h EX_TEMPFAIL: "temporary failure, try again" (resume with --resume auto)
-DEFAULT_SIGNAL = "USR1"        # SLURM: #SBATCH --signal=USR1@90
-
-
-def parse_signal(name: str) -> signal.Signals:
-    """"USR1", "SIGUSR1" or "10" -> signal.SIGUSR1; ValueError for anything else."""
-    text = name.strip().upper()
-    try:
-        sig = signal.Signals(int(text)) if text.isdigit() else signal.Signals[text if text.startswith("SIG")
-                                                                               else f"SIG{text}"]
-    except (KeyError, ValueError):
-        raise ValueError(f"unknown signal {name!r} (e.g. USR1, USR2, TERM)") from None
-    if sig in (signal.SIGKILL, signal.SIGSTOP):
-        raise ValueError(f"{sig.name} cannot be caught; use e.g. USR1, USR2 or TERM")
-    return sig
 
 
 @dataclass(frozen=True)

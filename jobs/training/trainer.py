@@ -18,10 +18,11 @@ from jobs.recipes.loaders import build_loader
 from jobs.runtime import checkpoint as ckpt
 from jobs.runtime.amp import make_amp
 from jobs.runtime.distributed import Dist, exit_on_error, init_distributed, shutdown, unwrap, wrap_ddp
+from jobs.runtime.signals import DEFAULT_SIGNAL
 from jobs.runtime.weights import build_model
 from jobs.training.logs import Logger
 from jobs.training.loop import Trainer, build_sgd, train_one_epoch
-from jobs.training.preemption import DEFAULT_SIGNAL, Preemption
+from jobs.training.preemption import Preemption
 from jobs.training.schedule import StepSchedule
 from model.tsn import param_groups
 from pipelines.sharding import Shard

@@ -19,14 +19,9 @@ from pipelines import packed
 LISTS = ("train_list_rawframes.txt", "train_list_flow.txt", "val_list_rawframes.txt", "val_list_flow.txt")
 
 
-def _prepare():
-    from jobs.prepare import prepare
-    return prepare
-
-
 def _invoke(*args):
-    result = CliRunner().invoke(_prepare(), [str(a) for a in args])
-    return result
+    from jobs.cli import cli
+    return CliRunner().invoke(cli, ["prepare", *(str(a) for a in args)])
 
 
 def _entries(list_file: Path) -> list[list[str]]:

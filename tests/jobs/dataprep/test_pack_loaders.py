@@ -42,9 +42,9 @@ PROTOCOLS = {
 
 def pack(synthetic_root: Path, out: Path, kind: str) -> list[str]:
     """Pack one list kind; return the --cfg-options pointing at the packed lists."""
-    from jobs.prepare import prepare
+    from jobs.cli import cli
     lists, folder = KINDS[kind]
-    result = CliRunner().invoke(prepare, ["pack", *(str(synthetic_root / n) for n in lists),
+    result = CliRunner().invoke(cli, ["prepare", "pack", *(str(synthetic_root / n) for n in lists),
                                           "--root", str(synthetic_root / folder), "--out", str(out),
                                           "--shard-size", "256KiB"])
     assert result.exit_code == 0, result.output
@@ -134,14 +134,14 @@ def test_recipe_trains_and_tests_from_shards(synthetic_root, packed_sets, tmp_pa
 
 
 def test_full_check_reads_members_through_the_index_and_names_a_damaged_one(synthetic_root, tmp_path):
-    from jobs.prepare import prepare
+    from jobs.cli import cli
     out = tmp_path / "packed"
     opts = pack(synthetic_root, out, "rawframes")
     shard, member = _damage_member(out, "val_list_rawframes.txt", 2)
     args = ["check", "tsn_r18_synthetic_rgb", "--split", "val", "--full", "--workers", "0"]
     for o in synthetic_overrides(synthetic_root) + opts:
         args += ["--cfg-options", o]
-    result = CliRunner().invoke(prepare, args)
+    result = CliRunner().invoke(cli, ["prepare"] + args)
     assert result.exit_code == 1, result.output
     report = [json.loads(x) for x in (out / "val_list_rawframes.txt.check.jsonl").read_text().splitlines()]
     assert len(report) == 1 and report[0]["line"].endswith("val_list_rawframes.txt:3")
@@ -150,7 +150,7 @@ def test_full_check_reads_members_through_the_index_and_names_a_damaged_one(synt
 
 @pytest.mark.parametrize("step", ["check", "index"])
 def test_split_check_and_index_are_disjoint_complete_and_merge(synthetic_root, tmp_path, step):
-    from jobs.prepare import prepare
+    from jobs.cli import cli
     out = tmp_path / "packed"
     opts = pack(synthetic_root, out, "videos")
     for i in range(3):
@@ -160,7 +160,7 @@ def test_split_check_and_index_are_disjoint_complete_and_merge(synthetic_root, t
             args = ["check", "tsn_r18_synthetic_video_rgb", "--split", "val", "--full", "--workers", "0"]
             for o in synthetic_overrides(synthetic_root, "videos") + opts:
                 args += ["--cfg-options", o]
-        result = CliRunner().invoke(prepare, args + ["--shard", f"{i}/3"])
+        result = CliRunner().invoke(cli, ["prepare"] + args + ["--shard", f"{i}/3"])
         assert result.exit_code == 0, result.output
     stem = "val_list_videos.txt.index" if step == "index" else "val_list_videos.txt.full_check"
     path_of = (lambda row: row["path"]) if step == "index" else (lambda row: row["key"][1])   # cache rows
@@ -168,6 +168,6 @@ def test_split_check_and_index_are_disjoint_complete_and_merge(synthetic_root, t
              for i in range(3)]
     every = [str(out / line.split()[0]) for line in (out / "val_list_videos.txt").read_text().splitlines()]
     assert sorted(p for part in parts for p in part) == sorted(every)          # complete, and disjoint
-    assert CliRunner().invoke(prepare, ["merge", str(out)]).exit_code == 0
+    assert CliRunner().invoke(cli, ["prepare", "merge", str(out)]).exit_code == 0
     merged = [path_of(json.loads(x)) for x in (out / f"{stem}.jsonl").read_text().splitlines()]
     assert sorted(merged) == sorted(every)

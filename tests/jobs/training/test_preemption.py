@@ -23,7 +23,8 @@ from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
 from jobs.runtime import checkpoint as ckpt
 from jobs.runtime.distributed import Dist
-from jobs.training.preemption import PREEMPTED_EXIT, Preemption, parse_signal
+from jobs.runtime.signals import PREEMPTED_EXIT, parse_signal
+from jobs.training.preemption import Preemption
 from pipelines.watchdog import WorkerDied
 from tests.helpers import ROOT, synthetic_overrides
 from tests.processes import process_tree, shared_memory, stat, wait_all_gone

@@ -73,7 +73,7 @@ def test_trainer_lr_sequence_matches_mmaction2_step_policy(synthetic_root, tmp_p
     scheduler as engine.train_step does, so what is checked is the wiring, not the network."""
     seen = []          # (global iteration, lr of every param group) at the moment its optimizer.step() runs
 
-    def fake_epoch(t, loader, epoch, first_iter, log, log_interval):
+    def fake_epoch(t, loader, epoch, first_iter, log, log_interval, stop=None):
         it = first_iter
         for _ in range(len(loader)):
             seen.append((it, [g["lr"] for g in t.optimizer.param_groups]))
