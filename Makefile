@@ -5,9 +5,15 @@ PY := $(VENV)/bin/python
 # wheel, if the machine has one in pip's find-links, cannot load torchvision's compiled ops.
 PIP_INSTALL := PIP_FIND_LINKS= $(PY) -m pip install --disable-pip-version-check -q
 
+# DALI comes as the extra matching torch's CUDA major ([cu12] / [cu13], jobs/console/dali_env.py), so torch goes in
+# first. A DALI wheel of another major is uninstalled before: both own nvidia/dali/, and removing one after
+# installing the other would delete the files they share.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP_INSTALL) -e '.[test]'
+	others="$$($(PY) -m jobs.console.dali_env others)"; if [ -n "$$others" ]; then \
+		$(PY) -m pip uninstall -y -q $$others; fi
+	$(PIP_INSTALL) -e ".[test,$$($(PY) -m jobs.console.dali_env extra)]"
 	touch $@
 
 .PHONY: install test demo lint gpu-check gpu-check-dry-run gpu-wheels

@@ -13,6 +13,7 @@ import click
 
 from jobs.bench import bench
 from jobs.configs import configs_command
+from jobs.console.dali_env import warn_install_problems
 from jobs.console.errors import DEBUG_ENV, Group, enable_debug
 from jobs.convert import convert
 from jobs.demo import demo_command
@@ -32,6 +33,7 @@ def cli(debug):
     """TSN (Temporal Segment Networks) on NVIDIA DALI: train, test, fuse, predict, prepare, profile, export, plot."""
     if debug:
         enable_debug()
+    warn_install_problems()       # package metadata only: two DALI wheels, or DALI's CUDA major != torch's
 
 
 for command in (train_command, test_command, fuse_command, predict_command, demo_command, prepare, convert,
