@@ -40,7 +40,6 @@ import torch
 ROOT = Path(__file__).resolve().parents[2]
 ENV_TORCH, DEFAULT_TORCH = "GPU_CHECK_TORCH", "work_dirs/gpu_check_torch"
 R50, R101 = "tsn_r50_1x1x3_100e_kinetics400_rgb", "tsn_r101_1x1x5_50e_mmit_rgb"
-TEST_10CROP, TEST_3CROP = R50, "tsn_r50_test_340x256_1x1x25_3crop_100e_kinetics400_rgb"
 PARTS = {"1": ("train_step_r50",), "2": ("train_step_r101", "cudnn_benchmark"), "3": ("inference",),
          "4": ("nccl", "tvl1")}
 
@@ -126,7 +125,8 @@ def _batch(cfg, split: str, run: Run, batch: int | None = None) -> tuple[torch.T
     return clips, labels
 
 
-def _step_row(cfg, run: Run, amp: bool, channels_last: bool) -> dict:
+def step_row(cfg, run: Run, amp: bool, channels_last: bool) -> dict:
+    """The production training step on a random batch of `cfg`'s train layout at its batch: time, peak memory."""
     from jobs.training.engine import train_step
     run.check_time()
     dev = run.device
@@ -157,7 +157,7 @@ def _train_steps(recipe: str, run: Run) -> dict:
                                                                 (False, True))
     for amp, channels_last in variants:
         try:
-            rows.append(_step_row(cfg, run, amp, channels_last))
+            rows.append(step_row(cfg, run, amp, channels_last))
         except OutOfTime:
             missing.append({"amp": amp, "channels_last": channels_last})
     return {"recipe": recipe, "arch": cfg.model.arch, "rows": rows, "not_run": missing,
@@ -180,7 +180,7 @@ def cudnn_benchmark(run: Run) -> dict:
     try:
         for on in (False, True):
             torch.backends.cudnn.benchmark = on
-            rows.append({"cudnn_benchmark": on, **_step_row(cfg, run, cfg.runtime.amp, cfg.model.channels_last)})
+            rows.append({"cudnn_benchmark": on, **step_row(cfg, run, cfg.runtime.amp, cfg.model.channels_last)})
     except OutOfTime:
         pass
     finally:
@@ -188,39 +188,49 @@ def cudnn_benchmark(run: Run) -> dict:
     return {"recipe": R50, "rows": rows, "pass": len(rows) == 2 and all(r["losses_finite"] for r in rows)}
 
 
-def _inference_row(recipe: str, run: Run, channels_last: bool) -> dict:
-    """MMAction2 benchmark.py's measure: one video of the recipe's test views per forward, scores back on the host."""
+def inference_row(cfg, run: Run, channels_last: bool) -> dict:
+    """MMAction2 benchmark.py's measure on `cfg`'s test views: one video per forward, scores back on the host."""
     from jobs.training.engine import predict_views
     run.check_time()
-    cfg = _cfg(recipe, run)
     dev = run.device
     _reset_peak(dev)
     trainer = _trainer(cfg, dev, cfg.runtime.amp, channels_last)
     trainer.model.eval()
     clips, _ = _batch(cfg, "test", run, batch=1)
     if run.tiny:                                   # 25 clips -> 1: 10 or 3 views of 64 x 64
-        clips = clips[:, : clips.shape[1] // 25]
+        clips = clips[:, : max(1, clips.shape[1] // 25)]
 
     @torch.no_grad()
     def infer():
         predict_views(trainer.model, cfg.normalize(clips, dev), trainer.amp, cfg.runtime.max_views_per_forward).cpu()
 
     ms = _timed(infer, dev, warmup=0 if run.tiny else 3, count=1 if run.tiny else 10)
-    return {"recipe": recipe, "views": clips.shape[1], "input": list(clips.shape[2:]), "channels_last": channels_last,
+    return {"recipe": cfg.name, "views": clips.shape[1], "input": list(clips.shape[2:]),
+            "channels_last": channels_last,
             "amp_dtype": str(trainer.amp.dtype).replace("torch.", "") if cfg.runtime.amp else "float32",
             "latency_ms": ms, "videos_per_s": 1e3 / (sum(ms) / len(ms)),
             "views_per_s": clips.shape[1] * 1e3 / (sum(ms) / len(ms)), "peak_memory_gib": _peak_gib(dev)}
 
 
-def inference(run: Run) -> dict:
+PROTOCOL_NAMES = (("25x10", "tencrop25"), ("25x3", "threecrop25"))   # jobs/training/protocols.py
+
+
+def inference_rows(cfg, run: Run, channels_last_both: bool = True) -> tuple[list[dict], list[dict]]:
+    """25x10 (TenCrop 224, 250 views) and 25x3 (ThreeCrop 256, 75 views) of `cfg`'s model: (rows, not run)."""
+    from jobs.training.protocols import with_protocol
     rows, missing = [], []
-    for name, recipe in (("25x10", TEST_10CROP), ("25x3", TEST_3CROP)):
-        for channels_last in ((False,) if run.tiny else (False, True)):
+    for name, protocol in PROTOCOL_NAMES:
+        for channels_last in ((False, True) if channels_last_both and not run.tiny else (cfg.model.channels_last,)):
             try:
-                rows.append({"protocol": name, **_inference_row(recipe, run, channels_last)})
+                rows.append({"protocol": name, **inference_row(with_protocol(cfg, protocol), run, channels_last)})
             except OutOfTime:
                 missing.append({"protocol": name, "channels_last": channels_last})
-    return {"rows": rows, "not_run": missing, "pass": None}
+    return rows, missing
+
+
+def inference(run: Run) -> dict:
+    rows, missing = inference_rows(_cfg(R50, run), run)
+    return {"recipe": R50, "rows": rows, "not_run": missing, "pass": None}
 
 
 def _free_port() -> int:
