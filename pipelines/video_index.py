@@ -44,7 +44,7 @@ DALI_CPU_CODECS = frozenset({"vp8", "vp9", "mjpeg"})  # DALI 2.4's bundled libav
 #  * 8-bit 4:2:0 only (H.264 4:2:2/4:4:4 fail before Blackwell; 10-bit not relied on here);
 #  * per codec a minimum and a maximum coded size (below). DALI 2.4 queries the decoder (cuvidGetDecoderCaps) inside
 #    its operator but exposes no capability query in Python, so these are the documented values; the GPU check
-#    decodes a VP9 file below the minimum to show DALI's refusal (docs/GPU_CHECK.md, nvdec);
+#    compares them with the device's own and decodes a VP9 file below the minimum (docs/GPU_CHECK.md, nvdec);
 #  * AV1 only on GA10x/Ada/Blackwell: not on GA100 (A100) or Hopper (H100/H200/GH200), so it is
 #    accepted only when the caller names a GPU that has it;
 #  * MJPEG is left out although DALI maps it to cudaVideoCodec_JPEG: not verified; it decodes on CPU.

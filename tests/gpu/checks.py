@@ -657,7 +657,46 @@ def nvdec_too_small(root: str, device: str, overrides: list[str]) -> dict:
     return out
 
 
-TASKS = {"probe_environment": probe_environment, "nvjpeg_smoke": nvjpeg_smoke, "make_data": make_data,
+# cuviddec.h (NVIDIA Video Codec SDK): cudaVideoCodec values and the CUVIDDECODECAPS layout.
+_CUVID_CODECS = {"mpeg4": 2, "h264": 4, "hevc": 8, "vp8": 9, "vp9": 10, "av1": 11}
+
+
+class _DecodeCaps(ctypes.Structure):
+    _fields_ = [("eCodecType", ctypes.c_int), ("eChromaFormat", ctypes.c_int), ("nBitDepthMinus8", ctypes.c_uint),
+                ("reserved1", ctypes.c_uint * 3), ("bIsSupported", ctypes.c_ubyte), ("nNumNVDECs", ctypes.c_ubyte),
+                ("nOutputFormatMask", ctypes.c_ushort), ("nMaxWidth", ctypes.c_uint), ("nMaxHeight", ctypes.c_uint),
+                ("nMaxMBCount", ctypes.c_uint), ("nMinWidth", ctypes.c_ushort), ("nMinHeight", ctypes.c_ushort),
+                ("bIsHistogramSupported", ctypes.c_ubyte), ("nCounterBitDepth", ctypes.c_ubyte),
+                ("nMaxHistogramBins", ctypes.c_ushort), ("reserved3", ctypes.c_uint * 10)]
+
+
+def nvdec_caps(device: str) -> dict:
+    """What this GPU's NVDEC reports for 8-bit 4:2:0 per codec (cuvidGetDecoderCaps, the query DALI's mixed decoder
+    makes inside its operator but 2.4 does not expose in Python) against nvdec_supports' documented limits.
+    `agrees`: our rule never accepts a size the device refuses (documented minimum >= the device's)."""
+    if device != "gpu":
+        raise Skip("no NVDEC on a CPU")
+    import torch
+
+    from pipelines.video_index import _NVDEC_LIMITS
+    torch.zeros(1, device="cuda")                    # makes the primary CUDA context current on this thread
+    lib = ctypes.CDLL("libnvcuvid.so.1")
+    out = {"gpu": torch.cuda.get_device_name(0), "codecs": {}}
+    for codec, value in _CUVID_CODECS.items():
+        caps = _DecodeCaps(eCodecType=value, eChromaFormat=1, nBitDepthMinus8=0)     # 1 = cudaVideoChromaFormat_420
+        rc = lib.cuvidGetDecoderCaps(ctypes.byref(caps))
+        (doc_w, doc_h), doc_max = _NVDEC_LIMITS[codec]
+        row = {"rc": rc, "supported": bool(caps.bIsSupported), "nvdecs": caps.nNumNVDECs,
+               "min": [caps.nMinWidth, caps.nMinHeight], "max": [caps.nMaxWidth, caps.nMaxHeight],
+               "documented_min": [doc_w, doc_h], "documented_max": doc_max}
+        row["agrees"] = rc == 0 and (not row["supported"] or (doc_w >= caps.nMinWidth and doc_h >= caps.nMinHeight
+                                                               and doc_max <= min(caps.nMaxWidth, caps.nMaxHeight)))
+        out["codecs"][codec] = row
+    out["pass"] = all(r["agrees"] for r in out["codecs"].values())
+    return out
+
+
+TASKS = {"nvdec_caps": nvdec_caps, "probe_environment": probe_environment, "nvjpeg_smoke": nvjpeg_smoke, "make_data": make_data,
          "make_long": make_long, "loader_parity": loader_parity, "video_parity": video_parity,
          "nvdec_too_small": nvdec_too_small, "nvdec_seek": nvdec_seek, "profile_recipe": profile_recipe,
          "real_train": real_train, "test_on_cpu": test_on_cpu}

@@ -78,7 +78,7 @@ def test_the_order_is_by_value_and_a_process_is_one_section(tmp_path):
     # nvJPEG alone with the probe (no NVDEC in that process), parity in one process, NVDEC in its own.
     assert [t.item for t in by_key["environment/nvjpeg"]] == ["probe", "nvjpeg"]
     assert len(by_key["parity/dense"]) == len(PROTOCOLS)
-    assert [t.item for t in by_key["nvdec/vp9"]] == ["h264", "vp9", "too_small"]
+    assert [t.item for t in by_key["nvdec/vp9"]] == ["h264", "vp9", "too_small", "caps"]
     assert [t.key for t in tasks[:5]] == ["environment/probe", "environment/nvjpeg", "data/synthetic",
                                          f"profile/{PROFILE_RECIPES[0]}", f"profile/{PROFILE_RECIPES[1]}"]
     # The GPU run collects the torch-only results of the parts-only calls: no process, no time of its own.
@@ -115,6 +115,7 @@ def test_report_has_every_section_and_the_cpu_checks_pass(dry_run):
     # DALI's CPU decoder has no minimum: the 96 x 64 VP9 decodes, and no routing happens on a CPU.
     assert small["raw_decode"] == {"decoded": True, "shape": [1, 64, 96, 3]} and small["decoder"] == "dali"
     assert small["batch_shape"] == [2, 3, 3, 56, 56] and small["nvdec_min_vp9"] == [128, 128]
+    assert items["nvdec"]["caps"]["status"] == "skipped"
     seek = items["nvdec_seek"]["vp9"]["result"]
     assert seek["exactness"]["exact"] and seek["exactness"]["single_frames_exact"]
     assert {t["frame"] for t in seek["times"].values()} == {0, 249, 250, 299}     # 300 frames, GOP 50
