@@ -252,6 +252,7 @@ def _stamped(folder: Path, params: dict, make) -> dict:
     """make() unless `folder` already holds what it made with the same params (the parts-only calls 2-4 prepare the
     data, `gpu_check --prepare`; the check of call 5 then reuses it)."""
     stamp = folder / "made.json"
+    params = json.loads(json.dumps(params))               # as the stamp holds them (tuples become lists)
     try:
         old = json.loads(stamp.read_text())
         if old["params"] == params:
