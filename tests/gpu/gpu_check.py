@@ -99,8 +99,8 @@ GPU_PLAN = Plan(
     train_epochs=(6, 12), train_overrides=("data.videos_per_gpu=8", "data.workers=4", "runtime.amp=true",
                                            "runtime.eval_interval=3", "runtime.log_interval=3"),
     test_timeout_s=60.0, test_select=(), torch_parts=(), tiny=False,
-    timeouts={"environment": 35, "data": 40, "profile_0": 55, "profile_1": 40, "real_train": 50, "test_on_cpu": 25,
-              "gpu_tests": 60, "parity": 40, "nvdec": 30, "nvdec_seek": 35})
+    timeouts={"environment": 35, "data": 35, "profile_0": 50, "profile_1": 35, "real_train": 50, "test_on_cpu": 25,
+              "gpu_tests": 80, "parity": 35, "nvdec": 35, "nvdec_seek": 30})
 
 DRY_PLAN = Plan(
     device="cpu", budget_s=1100.0, parity_batches=1, long_frames=300, long_gop=50, long_codecs=("vp9",),
