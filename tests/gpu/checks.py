@@ -1,7 +1,8 @@
 """The measurements of the GPU check (tests/gpu/gpu_check.py), one function per task; each returns a JSON-able dict.
 
-Each task runs in a subprocess of the orchestrator (`python -m tests.gpu.checks JOBS.json`), so a segfault or a hang
-in nvJPEG / NVDEC / CUDA ends that task only. `device` is "gpu" on the GPU machine; the dry run passes "cpu", which
+The orchestrator runs the tasks of one section in one subprocess (`python -m tests.gpu.checks JOBS.json`), each
+writing its result file as it ends, so a segfault or a hang in nvJPEG / NVDEC / CUDA ends that section's process
+only and the tasks finished before it keep their results. `device` is "gpu" on the GPU machine; the dry run passes "cpu", which
 runs the same code on DALI's CPU backend (the comparisons then hold the GPU's graph run on the CPU backend against
 the CPU's fast path, and DALI's CPU VP9 decoder against PyAV) so that CI exercises every line the GPU run takes.
 
