@@ -4,10 +4,16 @@ PY := $(VENV)/bin/python
 # The registry's torch/torchvision pair (CUDA build; runs on CPU too). A local CPU-only torch
 # wheel, if the machine has one in pip's find-links, cannot load torchvision's compiled ops.
 PIP_INSTALL := PIP_FIND_LINKS= $(PY) -m pip install --disable-pip-version-check -q
+PIP_UNINSTALL := $(PY) -m pip uninstall --disable-pip-version-check -y -q
 
+# DALI comes as the extra matching torch's CUDA major ([cu12] / [cu13], jobs/console/dali_env.py), so torch goes in
+# first. A DALI wheel of another major is uninstalled before: both own nvidia/dali/, and removing one after
+# installing the other would delete the files they share.
 $(VENV)/.installed: setup.cfg pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP_INSTALL) -e '.[test]'
+	others="$$($(PY) -m jobs.console.dali_env others)"; if [ -n "$$others" ]; then $(PIP_UNINSTALL) $$others; fi
+	$(PIP_INSTALL) -e ".[test,$$($(PY) -m jobs.console.dali_env extra)]"
 	touch $@
 
 .PHONY: install test demo lint gpu-check gpu-check-dry-run gpu-wheels

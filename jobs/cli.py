@@ -16,6 +16,7 @@ if __name__ == "__main__":  # python jobs/cli.py: the repo root, not jobs/, goes
 
 import click
 
+from jobs.console.dali_env import warn_install_problems
 from jobs.console.errors import DEBUG_ENV, Group, enable_debug
 
 # command name -> (module, click object), in the order `tsn --help` lists them.
@@ -54,6 +55,7 @@ def cli(debug):
     """TSN (Temporal Segment Networks) on NVIDIA DALI: train, test, fuse, predict, prepare, profile, export, plot."""
     if debug:
         enable_debug()
+    warn_install_problems()       # package metadata only: two DALI wheels, or DALI's CUDA major != torch's
 
 
 if __name__ == "__main__":

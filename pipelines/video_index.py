@@ -35,14 +35,20 @@ from pipelines.spawn import spawn_map
 from pipelines.timeout import DecodeTimeout, call_with_timeout
 
 INDEX_VERSION = 1  # bump when probe semantics change: cached lines of another version are re-probed
-# NVDEC (DALI "mixed") rule, from the NVDEC application note / DALI FramesDecoderGpu:
+# NVDEC (DALI "mixed") rule, from NVIDIA's Video Codec SDK (NVDEC Video Decoder API Programming Guide, chapter 2
+# "Video Decoder Capabilities", Table 1; NVDEC Application Note, "NVDEC Hardware Capabilities") and DALI's
+# FramesDecoderGpu, which refuses a stream outside cuvidGetDecoderCaps' limits ("Video is too small in at least one
+# dimension"):
 #  * 8-bit 4:2:0 only (H.264 4:2:2/4:4:4 fail before Blackwell; 10-bit not relied on here);
-#  * max coded size per codec below; min 48x16 (the smallest NVDEC limit; some GPUs report larger
-#    minimums for HEVC/VP9 -- cuvidGetDecoderCaps on the device is the final word);
+#  * per codec a minimum and a maximum coded size (below). DALI 2.4 queries the decoder (cuvidGetDecoderCaps) inside
+#    its operator but exposes no capability query in Python, so these are the documented values; the GPU check
+#    compares them with the device's own and decodes a VP9 file below the minimum (docs/GPU_CHECK.md, nvdec);
 #  * AV1 only on GA10x/Ada/Blackwell: not on GA100 (A100) or Hopper (H100/H200/GH200), so it is
 #    accepted only when the caller names a GPU that has it;
 #  * MJPEG is left out although DALI maps it to cudaVideoCodec_JPEG: not verified; it decodes on CPU.
-_NVDEC_MAX = {"h264": 4096, "hevc": 8192, "vp8": 4096, "vp9": 8192, "av1": 8192, "mpeg4": 2032}
+# codec -> ((min width, min height), max width and height)
+_NVDEC_LIMITS = {"h264": ((48, 16), 4096), "hevc": ((144, 144), 8192), "vp8": ((48, 16), 4096),
+                 "vp9": ((128, 128), 8192), "av1": ((128, 128), 8192), "mpeg4": ((48, 16), 2032)}
 _NVDEC_420_8BIT = frozenset({"yuv420p", "yuvj420p", "nv12"})
 _NO_AV1_GPUS = ("A100", "A30", "H100", "H200", "H800", "GH200")
 
@@ -65,12 +71,20 @@ class VideoInfo:
     mtime_ns: int
 
 
+def nvdec_min_size(codec: str) -> tuple[int, int] | None:
+    """NVDEC's smallest coded (width, height) for `codec` (FFmpeg's name); None for a codec never sent to NVDEC."""
+    limits = _NVDEC_LIMITS.get(codec)
+    return limits[0] if limits else None
+
+
 def nvdec_supports(codec: str, pix_fmt: str, width: int, height: int, gpu_name: str | None = None) -> bool:
-    if codec not in _NVDEC_MAX or pix_fmt not in _NVDEC_420_8BIT:
+    """Whether DALI's mixed video decoder (NVDEC) takes this stream; a loader sends the others to a CPU decoder."""
+    if codec not in _NVDEC_LIMITS or pix_fmt not in _NVDEC_420_8BIT:
         return False
     if codec == "av1" and (gpu_name is None or any(g in gpu_name.upper() for g in _NO_AV1_GPUS)):
         return False
-    return 48 <= width <= _NVDEC_MAX[codec] and 16 <= height <= _NVDEC_MAX[codec]
+    (min_w, min_h), max_side = _NVDEC_LIMITS[codec]
+    return min_w <= width <= max_side and min_h <= height <= max_side
 
 
 def _info(path, status, reason, size=0, mtime=0, **kw) -> VideoInfo:

@@ -1,6 +1,9 @@
 """Shared fixtures and the `gpu` marker's automatic skip."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -18,8 +21,14 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def synthetic_root(tmp_path_factory):
-    """A small synthetic dataset (12 classes, 2 train + 1 val videos per class) shared by the whole session."""
+    """A small synthetic dataset (12 classes, 2 train + 1 val videos per class) shared by the whole session.
+
+    $TSN_TEST_SYNTHETIC_ROOT names one already made with this spec (the GPU check makes it once for its isolated
+    tests, each of which is a session of its own)."""
     from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
+    ready = os.environ.get("TSN_TEST_SYNTHETIC_ROOT")
+    if ready:
+        return Path(ready)
     root = tmp_path_factory.mktemp("synthetic")
     make_synthetic_dataset(root, SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24))
     return root

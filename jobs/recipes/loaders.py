@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import os
 
 import numpy as np
@@ -55,12 +56,18 @@ def load_records(cfg: Config, split: str, list_file: str | None = None, prefix: 
     return records
 
 
-def index_videos(records: list[VideoRecord], list_file: str | None, *, strict: bool, workers: int = 2):
-    """Fill total_frames from the video index, cached beside `list_file` (None: not cached); returns (records,
-    {path: (w, h)} of readable videos)."""
+def video_infos(records: list[VideoRecord], list_file: str | None, workers: int = 2) -> dict:
+    """{path: VideoInfo} of every record's file, from the video index cached beside `list_file` (None: not cached)."""
     from pipelines.video_index import build_index, index_path_for
     cache = index_path_for(list_file) if list_file else None
-    infos = build_index([r.path for r in records], cache, workers=workers, progress=False)
+    return build_index([r.path for r in records], cache, workers=workers, progress=False)
+
+
+def index_videos(records: list[VideoRecord], list_file: str | None, *, strict: bool, workers: int = 2,
+                 infos: dict | None = None):
+    """Fill total_frames from the video index, cached beside `list_file` (None: not cached); returns (records,
+    {path: (w, h)} of readable videos)."""
+    infos = video_infos(records, list_file, workers) if infos is None else infos
     bad = [(r, f"{infos[r.path].status} ({infos[r.path].reason})") for r in records if infos[r.path].status != "ok"]
     if strict and bad:
         raise unusable(bad, list_file)
@@ -72,6 +79,30 @@ def index_videos(records: list[VideoRecord], list_file: str | None, *, strict: b
            for r in records]
     sizes = {p: (i.width, i.height) for p, i in infos.items() if i.status == "ok"}
     return out, sizes
+
+
+def video_decoder(requested: str, device: str, infos: dict) -> tuple[str, list[str]]:
+    """The decoder a video loader uses ("dali" | "pyav") and the readable videos NVDEC cannot take.
+
+    `data.decoder = "auto"` is DALI's video decoder (NVDEC) on a GPU and PyAV on a CPU. On a GPU, NVDEC refuses a
+    stream outside its per-codec limits (e.g. VP9 below 128 x 128: "Video is too small", pipelines/video_index.py)
+    and one pipeline has one decoder: such a video sends the loader to PyAV on the CPU instead of failing there.
+    The limits are recomputed from the index's codec and size, so an index cached under older limits is judged anew.
+    """
+    from pipelines.video_index import nvdec_supports
+    decoder = requested if requested != "auto" else ("dali" if device == "gpu" else "pyav")
+    if device != "gpu":
+        return decoder, []
+    misfits = [p for p, i in infos.items()
+               if i.status == "ok" and not nvdec_supports(i.codec, i.pix_fmt, i.width, i.height)]
+    if decoder == "dali" and misfits:
+        i = infos[misfits[0]]
+        logging.getLogger(__name__).warning(
+            "%d of %d videos are outside NVDEC's limits (first: %s, %s %s %dx%d): this loader decodes with PyAV on "
+            "the CPU (re-encode them, e.g. `tsn prepare resize`, to keep NVDEC)", len(misfits), len(infos),
+            misfits[0], i.codec, i.pix_fmt, i.width, i.height)
+        decoder = "pyav"
+    return decoder, misfits
 
 
 def settings(cfg: Config, device: str) -> LoaderSettings:
@@ -153,9 +184,9 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
                 raise unusable(bad, where)
         reader = FrameFolderReader(layout)
     else:
-        records, sizes = index_videos(records, where,
-                                      strict=policy == "raise", workers=d.workers)
-        decoder = d.decoder if d.decoder != "auto" else ("dali" if device == "gpu" else "pyav")
+        infos = video_infos(records, where, d.workers)
+        records, sizes = index_videos(records, where, strict=policy == "raise", infos=infos)
+        decoder, _ = video_decoder(d.decoder, device, infos)
         reader = VideoFileReader(sizes) if decoder == "dali" else PyAVReader(d.decode_timeout)
     knobs = settings(cfg, device)
     epochs = Epochs(batch_size=batch or batch_size(cfg, split, device), shuffle=split == "train",

@@ -9,6 +9,7 @@ each wheel's sha256 and pip-installs them with --no-index --no-deps into a targe
     python -m tests.gpu.carry download            # here: pip download the pinned set into .whl/
     python -m tests.gpu.carry split               # here: .whl/*.whl -> .whl/parts/p1 .. pN (prints the calls)
     python3 -m tests.gpu.carry status             # there: which parts have arrived, intact
+    python3 -m tests.gpu.carry install --partial  # there, calls 1-4: install the wheels whose parts all arrived
     python3 -m tests.gpu.carry install            # there: join, verify, pip install --target /tmp/site
 """
 from __future__ import annotations
@@ -34,10 +35,9 @@ BLOCK = 8 * MiB
 # typing-extensions, wheel, pytest, pytest-timeout already there) needs on top, each pinned. Requires-Dist of
 # nvidia-dali-cuda130 2.4.0: astunparse, gast, six, optree, packaging, numpy, nvtx, makefun, libcst,
 # nvidia-nvimgcodec-cu13[all], nvidia-libnvcomp-cu13.
+# The order is the order in the parts: PyAV and the small wheels first, so that part 1 alone already holds them
+# (`install --partial`: the parts-only calls can make the synthetic data while DALI is still on its way).
 WHEELS = (
-    ("nvidia-dali-cuda130==2.4.0", "DALI built for CUDA 13 (the machine's driver 580 and torch are CUDA 13)"),
-    ("nvidia-nvimgcodec-cu13==0.9.0.20", "DALI's image decoding backend: fn.decoders.image goes through it"),
-    ("nvidia-nvjpeg==13.0.2.28", "libnvjpeg.so.13, dlopened by nvImageCodec's nvJPEG extension (the `all` extra)"),
     ("av==18.1.0", "PyAV with its own FFmpeg: synthetic data, the PyAV decoder, the video index"),
     ("astunparse==1.6.3", "DALI (conditionals)"),
     ("gast==0.7.0", "DALI (conditionals)"),
@@ -45,6 +45,9 @@ WHEELS = (
     ("makefun==1.16.0", "DALI"),
     ("nvtx==0.2.17", "DALI"),
     ("optree==0.20.0", "DALI"),
+    ("nvidia-nvjpeg==13.0.2.28", "libnvjpeg.so.13, dlopened by nvImageCodec's nvJPEG extension (the `all` extra)"),
+    ("nvidia-nvimgcodec-cu13==0.9.0.20", "DALI's image decoding backend: fn.decoders.image goes through it"),
+    ("nvidia-dali-cuda130==2.4.0", "DALI built for CUDA 13 (the machine's driver 580 and torch are CUDA 13)"),
 )
 # Left out on purpose: nvidia-libnvcomp-cu13 (27 MiB; DALI dlopens libnvcomp only in its decompression operators,
 # nvImageCodec only for nvTIFF), nvidia-nvjpeg2k-cu13 and nvidia-nvtiff-cu13 (JPEG 2000 / TIFF: not our data).
@@ -180,6 +183,39 @@ def join(parts_dir: Path, out_dir: Path) -> list[Path]:
     return paths
 
 
+def join_available(parts_dir: Path, out_dir: Path) -> tuple[list[Path], list[str]]:
+    """The wheels whose bytes lie wholly in intact parts that have arrived, rebuilt in out_dir (each checked against
+    its sha256); returns (rebuilt, the names of the wheels still waiting for parts)."""
+    manifest, intact, _, _ = check_parts(parts_dir)
+    spans, start = [], 0                       # (first byte, end, name) of every part in the stream
+    for p in manifest["parts"]:
+        spans.append((start, start + p["bytes"], p["name"]))
+        start += p["bytes"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rebuilt, waiting = [], []
+    for w in manifest["wheels"]:
+        lo, hi = w["offset"], w["offset"] + w["bytes"]
+        needed = [(s, e, name) for s, e, name in spans if s < hi and e > lo]
+        if any(name not in intact for _, _, name in needed):
+            waiting.append(w["file"])
+            continue
+        path, h = out_dir / w["file"], hashlib.sha256()
+        with open(path, "wb") as out:
+            for s, e, name in needed:
+                with open(parts_dir / name / CHUNK, "rb") as src:
+                    src.seek(max(lo, s) - s)
+                    left = min(hi, e) - max(lo, s)
+                    while left:
+                        block = src.read(min(BLOCK, left))
+                        out.write(block)
+                        h.update(block)
+                        left -= len(block)
+        if h.hexdigest() != w["sha256"]:
+            raise CarryError(f"{path}: sha256 {h.hexdigest()} differs from the manifest's {w['sha256']}")
+        rebuilt.append(path)
+    return rebuilt, waiting
+
+
 def pip_install(wheels: list[Path], target: Path) -> None:
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir",
            "--disable-pip-version-check", "--upgrade", "--target", str(target), *map(str, wheels)]
@@ -237,6 +273,8 @@ def main(argv=None) -> int:
     i.add_argument("--parts", type=Path, default=PARTS_DIR)
     i.add_argument("--joined", type=Path, default=JOINED_DIR)
     i.add_argument("--target", type=Path, default=Path("/tmp/site"))
+    i.add_argument("--partial", action="store_true",
+                   help="install only the wheels whose parts have all arrived (calls 1-4); never fails for the rest")
     args = ap.parse_args(argv)
     try:
         if args.cmd == "download":
@@ -253,6 +291,11 @@ def main(argv=None) -> int:
             m, intact, missing, damaged = check_parts(args.parts)
             print(f"parts intact {intact}, missing {missing}, damaged {damaged} (of {len(m['parts'])})")
             return 1 if damaged else 0
+        elif args.cmd == "install" and args.partial:
+            wheels, waiting = join_available(args.parts, args.joined)
+            if wheels:
+                pip_install(wheels, args.target)
+            print(f"installed {[w.name for w in wheels]} into {args.target}; waiting for parts: {waiting}")
         elif args.cmd == "install":
             wheels = join(args.parts, args.joined)
             print(f"{len(wheels)} wheels rebuilt and verified in {args.joined}; installing into {args.target}")

@@ -1,7 +1,8 @@
 """The measurements of the GPU check (tests/gpu/gpu_check.py), one function per task; each returns a JSON-able dict.
 
-Each task runs in a subprocess of the orchestrator (`python -m tests.gpu.checks JOBS.json`), so a segfault or a hang
-in nvJPEG / NVDEC / CUDA ends that task only. `device` is "gpu" on the GPU machine; the dry run passes "cpu", which
+The orchestrator runs the tasks of one section in one subprocess (`python -m tests.gpu.checks JOBS.json`), each
+writing its result file as it ends, so a segfault or a hang in nvJPEG / NVDEC / CUDA ends that section's process
+only and the tasks finished before it keep their results. `device` is "gpu" on the GPU machine; the dry run passes "cpu", which
 runs the same code on DALI's CPU backend (the comparisons then hold the GPU's graph run on the CPU backend against
 the CPU's fast path, and DALI's CPU VP9 decoder against PyAV) so that CI exercises every line the GPU run takes.
 
@@ -18,6 +19,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -26,10 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
+# The check's synthetic videos are 160 x 128: inside every NVDEC minimum the set's codecs have (VP9 128 x 128,
+# H.264 48 x 16; pipelines/video_index.py). The small set (96 x 64) is below VP9's: the nvdec section shows the
+# decoder's error on it and that a loader routes it to the CPU decoder.
+CHECK_SIZE, SMALL_SIZE = (160, 128), (96, 64)
 
-def _data_spec():
+
+def _data_spec(size: tuple[int, int] = CHECK_SIZE):
     from pipelines.synthetic_data import SyntheticSpec
-    return SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24)   # tests/conftest.py's set
+    return SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24, width=size[0], height=size[1])
 
 
 class Skip(Exception):
@@ -205,8 +212,8 @@ def probe_environment(device: str = "gpu") -> dict:
         import nvidia.dali as dali
         env["dali"] = {"version": dali.__version__, "built_for_cuda": getattr(dali, "__cuda_version__", None),
                        "path": os.path.dirname(dali.__file__),
-                       "distribution": next((d for d in ("nvidia-dali-cuda130", "nvidia-dali-cuda120")
-                                             if _version(d)), None)}
+                       "distribution": ", ".join(d for d in ("nvidia-dali-cuda130", "nvidia-dali-cuda120")
+                                                 if _version(d)) or None}
     except Exception as err:
         env["dali"] = {"error": f"{type(err).__name__}: {err}"}
     codec = {"cu13": _version("nvidia-nvimgcodec-cu13"), "cu12": _version("nvidia-nvimgcodec-cu12")}
@@ -231,66 +238,119 @@ def probe_environment(device: str = "gpu") -> dict:
                                           + glob.glob(os.path.join(d, "libnvjpeg.so*"))})
     env["packages"] = {d: _version(d) for d in ("numpy", "pillow", "click", "tqdm", "torchvision", "pytest",
                                                 "pytest-timeout", "opencv-python-headless", "nvidia-nvjpeg")}
+    try:                                 # which DALI wheel(s), and whether they go with torch (package metadata)
+        from jobs.console.dali_env import dali_distributions, has_nvidia_gpu, install_problems, torch_cuda_version
+        dists, cuda = dali_distributions(), torch_cuda_version()
+        env["install"] = {"dali_distributions": dists, "torch_cuda": cuda,
+                          "problems": install_problems(dists, cuda, has_nvidia_gpu())}
+    except Exception as err:
+        env["install"] = {"error": f"{type(err).__name__}: {err}"}
     env["device_asked"] = device
     return env
 
 
-def dali_smoke(root: str, device: str) -> dict:
-    """The smallest GPU decodes: one JPEG through fn.decoders.image and frame 0 of one H.264 (GPU) or VP9 (dry run)
-    file through fn.decoders.video, each checked against an independent decoder (PIL / PyAV)."""
+def _stamped(folder: Path, params: dict, make) -> dict:
+    """make() unless `folder` already holds what it made with the same params (the parts-only calls 2-4 prepare the
+    data, `gpu_check --prepare`; the check of call 5 then reuses it)."""
+    stamp = folder / "made.json"
+    params = json.loads(json.dumps(params))               # as the stamp holds them (tuples become lists)
+    try:
+        old = json.loads(stamp.read_text())
+        if old["params"] == params:
+            return {**old["result"], "reused": True}
+    except (OSError, ValueError, KeyError):
+        pass
+    result = make()
+    folder.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(json.dumps({"params": params, "result": result}, default=str))
+    return {**result, "reused": False}
+
+
+def make_data(work: str, profile_size: str | None, profile_root: str, profile_videos_per_class: int,
+              workers: int) -> dict:
+    """The synthetic sets: the check's (12 classes, 2 train + 1 val per class, 24 frames, 160 x 128: JPEG frames,
+    flow, H.264 and VP9), tests/conftest.py's (80 x 64, for the pytest GPU tests), the small one below NVDEC's VP9
+    minimum (96 x 64), and the profile's cached frames."""
+    from pipelines.synthetic_data import SyntheticSpec, make_synthetic_dataset
+    folder = Path(work) / "data"
+    params = {"check": CHECK_SIZE, "small": SMALL_SIZE, "profile": [profile_size, profile_videos_per_class]}
+
+    def make():
+        out = {}
+        for name, spec in (("synthetic", _data_spec()),
+                           ("synthetic_tests", SyntheticSpec(train_per_class=2, val_per_class=1, num_frames=24)),
+                           ("synthetic_small", SyntheticSpec(num_colours=1, num_directions=2, train_per_class=1,
+                                                             val_per_class=1, num_frames=12, width=SMALL_SIZE[0],
+                                                             height=SMALL_SIZE[1]))):
+            t0 = time.perf_counter()
+            summary = make_synthetic_dataset(folder / name, spec, workers=workers)
+            out[name] = {"root": str(folder / name), "size": [spec.width, spec.height], "counts": summary["counts"],
+                         "seconds": time.perf_counter() - t0}
+        if profile_size:
+            # The folder `tsn profile --synthetic` looks for: made here with more processes, reused there.
+            from jobs.dataprep.synthetic import ensure_dataset, parse_size
+            t0 = time.perf_counter()
+            w, h = parse_size(profile_size)
+            made = ensure_dataset(profile_root, w, h, videos_per_class=profile_videos_per_class, workers=workers)
+            out["profile_data"] = {"folder": str(made), "seconds": time.perf_counter() - t0}
+        return out
+
+    return _stamped(folder, params, make)
+
+
+def make_long(work: str, frames: int, gop: int, codecs: list[str]) -> dict:
+    """The bar-coded long videos of the seek check (frames x 192 x 128, fixed GOP)."""
+    folder = Path(work) / "long"
+
+    def make():
+        out = {}
+        for codec in codecs:
+            t0 = time.perf_counter()
+            path = folder / f"long_{codec}{LONG_OPTIONS[codec][1]}"
+            folder.mkdir(parents=True, exist_ok=True)
+            out[codec] = {**write_coded_video(path, codec, frames, gop), "seconds": time.perf_counter() - t0}
+        return out
+
+    return _stamped(folder, {"frames": frames, "gop": gop, "codecs": list(codecs)}, make)
+
+
+def _test_image() -> np.ndarray:
+    """(128, 192, 3) uint8: smooth colour ramps (chroma upsampling shows there) under the bar code (edges)."""
+    img = code_frame(0b1011_0110_1001).astype(np.float32)
+    y, x = np.mgrid[0:CODE_H, 0:CODE_W].astype(np.float32)
+    ramp = np.stack([255 * x / CODE_W, 255 * y / CODE_H, 128 + 100 * np.sin(x / 9) * np.cos(y / 7)], axis=-1)
+    return np.clip(0.5 * img + 0.5 * ramp, 0, 255).astype(np.uint8)
+
+
+def nvjpeg_smoke(device: str) -> dict:
+    """One JPEG through fn.decoders.image (mixed = nvImageCodec / nvJPEG on the GPU) against PIL's decode of the
+    same bytes, and the decoder libraries this process mapped. No NVDEC here: a missing libnvcuvid must not hide it."""
+    import io
+
     from nvidia.dali import fn, pipeline_def
     from PIL import Image
-    jpeg = sorted(Path(root, "rawframes").glob("val_0000/img_*.jpg"))[0]
-    buf = np.fromfile(jpeg, dtype=np.uint8)
+    raw = io.BytesIO()
+    Image.fromarray(_test_image()).save(raw, "JPEG", quality=90)
+    buf = np.frombuffer(raw.getvalue(), dtype=np.uint8)
 
     @pipeline_def(batch_size=1, num_threads=2, device_id=0 if device == "gpu" else None)
     def graph():
         return fn.decoders.image(fn.external_source(source=lambda: [buf], batch=True),
                                  device="mixed" if device == "gpu" else "cpu")
 
+    t0 = time.perf_counter()
     (img,) = graph().run()
+    first_ms = 1e3 * (time.perf_counter() - t0)
     img = np.array((img.as_cpu() if device == "gpu" else img)[0])
-    ref = np.asarray(Image.open(jpeg).convert("RGB"))
-    out = {"jpeg": {"file": jpeg.name, "shape": list(img.shape),
-                    "mean_abs_diff_vs_pil": float(np.abs(img.astype(np.float32) - ref).mean())}}
-    suffix = ".mp4" if device == "gpu" else ".webm"
-    video = sorted(Path(root, "videos").glob(f"val_0000{suffix}"))[0]
-    frames, timing = dali_decode(str(video), [0], device)
-    from pipelines.pyav_decode import decode_sampled_frames
-    ref0 = decode_sampled_frames(str(video), [0])[0]
-    out["video"] = {"file": video.name, "shape": list(frames.shape), "first_ms": timing["first_ms"],
-                    "mean_abs_diff_vs_pyav": float(np.abs(frames[0].astype(np.float32) - ref0).mean())}
-    # Which decoder libraries this process mapped: libnvjpeg from the nvjpeg wheel or the CUDA toolkit, NVDEC's
-    # libnvcuvid from the driver.
+    ref = np.asarray(Image.open(io.BytesIO(raw.getvalue())).convert("RGB"))
+    diff = np.abs(img.astype(np.float32) - ref) if img.shape == ref.shape else None
+    out = {"shape": list(img.shape), "first_ms": first_ms,
+           "mean_abs_diff_vs_pil": float(diff.mean()) if diff is not None else None,
+           "max_abs_diff_vs_pil": float(diff.max()) if diff is not None else None}
     with open("/proc/self/maps") as maps:
         out["mapped_libraries"] = sorted({line.split()[-1] for line in maps
-                                          if re.search(r"nvjpeg|nvcuvid|nvimgcodec\.so|libcuda\.so", line)})
-    out["pass"] = out["jpeg"]["mean_abs_diff_vs_pil"] < 3.0 and out["video"]["mean_abs_diff_vs_pyav"] < 4.0
-    return out
-
-
-def make_data(work: str, long_frames: int, long_gop: int, long_codecs: list[str], profile_size: str | None,
-              profile_root: str, profile_videos_per_class: int, workers: int) -> dict:
-    """The synthetic dataset of tests/conftest.py (12 classes, 2 train + 1 val per class, 24 frames, 80 x 64, JPEG
-    frames, flow, H.264 and VP9), the bar-coded long videos, and the profile's cached frames."""
-    from pipelines.synthetic_data import make_synthetic_dataset
-    t0 = time.perf_counter()
-    root = Path(work) / "synthetic"
-    summary = make_synthetic_dataset(root, _data_spec(), workers=workers)
-    out = {"root": str(root), "counts": summary["counts"], "seconds_synthetic": time.perf_counter() - t0,
-           "long": {}}
-    for codec in long_codecs:
-        t0 = time.perf_counter()
-        path = Path(work) / f"long_{codec}{LONG_OPTIONS[codec][1]}"
-        out["long"][codec] = {**write_coded_video(path, codec, long_frames, long_gop),
-                              "seconds": time.perf_counter() - t0}
-    if profile_size:
-        # The same folder `tsn profile --synthetic` looks for: made here with more processes, reused there.
-        from jobs.dataprep.synthetic import ensure_dataset, parse_size
-        t0 = time.perf_counter()
-        w, h = parse_size(profile_size)
-        folder = ensure_dataset(profile_root, w, h, videos_per_class=profile_videos_per_class, workers=workers)
-        out["profile_data"] = {"folder": str(folder), "seconds": time.perf_counter() - t0}
+                                          if re.search(r"nvjpeg|nvimgcodec\.so|libcuda\.so", line)})
+    out["pass"] = diff is not None and out["mean_abs_diff_vs_pil"] < 3.0
     return out
 
 
@@ -450,41 +510,199 @@ def nvdec_seek(path: str, codec: str, device: str, frames: int, gop: int, repeat
     return out
 
 
-def amp_train(root: str, recipe: str, device: str, iterations: int, overrides: list[str]) -> dict:
-    """`iterations` AMP training steps of the recipe's model (random init) on batches of its own loader."""
-    import torch
-
-    from jobs.dataprep.synthetic import data_overrides
-    from jobs.profiling.model import make_trainer, torch_device
-    from jobs.recipes.config import load_config
-    from jobs.recipes.loaders import build_loader
-    from jobs.training.loop import train_step
-    cfg = load_config(recipe, data_overrides(Path(root), "rawframes") + list(overrides) + ["runtime.amp=true"])
-    loader = build_loader(cfg, "train", device=device, device_id=0 if device == "gpu" else None)
-    dev = torch_device(device)
-    trainer = make_trainer(cfg, dev)
-    trainer.model.train()
-    losses, step_ms = [], []
-    batches = _batches(loader, iterations)
-    for b in batches:
-        t0 = time.perf_counter()
-        losses.append(float(train_step(trainer, b.clips, b.labels)))     # a float or a 0-d tensor: synced here
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-        step_ms.append(1e3 * (time.perf_counter() - t0))
-    out = {"recipe": recipe, "device": str(dev), "iterations": len(losses), "batch_shape": list(batches[0].clips.shape),
-           "clips_on": str(batches[0].clips.device), "amp_dtype": str(trainer.amp.dtype).replace("torch.", ""),
-           "grad_scaler": trainer.scaler.is_enabled(), "losses": losses, "step_ms": step_ms,
-           "finite": bool(np.isfinite(losses).all())}
-    if dev.type == "cuda":
-        out["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
-    out["pass"] = bool(out["finite"] and len(losses) == iterations)
+def summarise_profile(report: dict) -> dict:
+    """The numbers docs/GPU_CHECK.md explains, out of a `tsn profile` report (jobs/profiling/runner.run)."""
+    out = {"config": report["config"], "device": report["device"], "gpu": report["machine"].get("gpu"),
+           "data": []}
+    for d in report.get("data", []):
+        row = {"split": d["split"], "batch": d["batch"], "clips_per_s": d["dali"]["clips_per_s"],
+               "frames_per_s": d["dali"]["frames_per_s"], "p50_ms": d["dali"]["latency_ms"]["p50"]}
+        if "ceiling" in d:
+            row.update(ceiling_clips_per_s=d["ceiling"]["clips_per_s"],
+                       ceiling_images_per_s=d["ceiling"]["images_per_s"],
+                       fraction_of_ceiling=d["fraction_of_ceiling"])
+        if "breakdown" in d:
+            row["share"] = d["breakdown"]["share"]
+        out["data"].append(row)
+    if "step" in report:
+        s = report["step"]["dali"]
+        out["step"] = {"batch": report["step"]["batch"], "clips_per_s": s["clips_per_s"],
+                       "data_time_share": s["data_time_share"], "verdict": s["verdict"],
+                       "step_ms": s["step_ms"]["mean"], "data_ms": s["data_ms"]["mean"]}
     return out
 
 
-TASKS = {"probe_environment": probe_environment, "dali_smoke": dali_smoke, "make_data": make_data,
-         "loader_parity": loader_parity, "video_parity": video_parity, "nvdec_seek": nvdec_seek,
-         "amp_train": amp_train}
+def profile_recipe(recipe: str, device: str, size: str, data_root: str, videos_per_class: int, repeat: int,
+                   warmup: int, iters: int, overrides: list[str], tiny: bool, out_json: str) -> dict:
+    """`tsn profile` data + step on the recipe (its loaders built first, as the command does), then the model alone
+    at the recipe's batch and at 25x10 / 25x3 test views, each with its peak memory (tests/gpu/torch_tasks.py)."""
+    import torch
+
+    from jobs.profiling.model import torch_device
+    from jobs.profiling.runner import run, synthetic_overrides
+    from jobs.recipes.config import load_config
+    from tests.gpu import torch_tasks as tt
+    cfg = load_config(recipe, synthetic_overrides(size, data_root, videos_per_class, repeat, say=print)
+                      + list(overrides))
+    dev = torch_device(device)
+    report = run(cfg, modes=("data", "step"), device=device, warmup=warmup, iters=iters, say=print)
+    Path(out_json).write_text(json.dumps(report, indent=1, default=str))
+    out = summarise_profile(report)
+    if dev.type == "cuda":
+        # torch's allocator alone: DALI's pools are not in it; device-wide use (both) as the loader left it.
+        free, total = torch.cuda.mem_get_info(dev)
+        out["step"]["peak_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2**30
+        out["device_memory_used_gib"] = (total - free) / 2**30
+        torch.cuda.empty_cache()
+    r = tt.Run(dev, tiny, deadline=float("inf"), out=Path(out_json).parent)
+    out["train_step"] = tt.step_row(cfg, r, cfg.runtime.amp, cfg.model.channels_last)
+    out["inference"], _ = tt.inference_rows(cfg, r, channels_last_both=False)
+    out["pass"] = None
+    return out
+
+
+def _tsn(*args) -> None:
+    """The `tsn` command itself (jobs/cli.py), in this process; a failing command raises."""
+    from jobs.cli import cli
+    cli.main([str(a) for a in args], prog_name="tsn", standalone_mode=False)
+
+
+def real_train(work: str, root: str, recipe: str, device: str, epochs: list[int], overrides: list[str]) -> dict:
+    """`tsn train` for epochs[0] epochs (validation, checkpoints), `tsn train --resume auto` on to epochs[1], then
+    `tsn test` of the last checkpoint on `device` with its per-video scores dumped for test_on_cpu."""
+    from jobs.dataprep.synthetic import data_overrides
+    from jobs.runtime.checkpoint import find_latest, load_checkpoint
+    wd = Path(work) / "real_train"
+    shutil.rmtree(wd, ignore_errors=True)
+    dev = "cuda" if device == "gpu" else "cpu"
+    opts = data_overrides(Path(root), "rawframes") + list(overrides)
+    runs = []
+    for k, n in enumerate(epochs):
+        t0 = time.perf_counter()
+        _tsn("train", recipe, "--work-dir", wd, "--device", dev, *(["--resume", "auto"] if k else []),
+             "--cfg-options", *opts, f"optim.epochs={n}")
+        latest = find_latest(wd)
+        state = load_checkpoint(latest)
+        runs.append({"epochs": n, "seconds": time.perf_counter() - t0, "latest": latest.name,
+                     "epoch": state["epoch"], "iteration": state["iteration"], "best_metric": state["best_metric"]})
+    records = [json.loads(line) for line in (wd / "log.jsonl").read_text().splitlines() if line.strip()]
+    train = [r for r in records if r.get("mode") == "train"]
+    val = [r for r in records if r.get("mode") == "val"]
+    text = (wd / "train.log").read_text(errors="replace")
+    resumed = re.search(r"resumed from \S+: epoch (\d+), iteration (\d+)", text)
+    t0 = time.perf_counter()
+    _tsn("test", wd / runs[-1]["latest"], "--device", dev, "--dump", wd / f"scores_{device}.npy",
+         "--out", wd / f"test_{device}.json")
+    test = json.loads((wd / f"test_{device}.json").read_text())
+    out = {"recipe": recipe, "device": dev, "runs": runs, "train_log": train, "val_log": val,
+           "losses_finite": bool(train) and all(np.isfinite(r["loss"]) for r in train),
+           "skipped_steps": sum(r.get("skipped", 0) for r in train),
+           "resumed": {"epoch": int(resumed.group(1)), "iteration": int(resumed.group(2))} if resumed else None,
+           "checkpoints": sorted(p.name for p in wd.glob("*.pth")), "test": test,
+           "test_seconds": time.perf_counter() - t0, "scores": str(wd / f"scores_{device}.npy")}
+    first, last = runs[0], runs[-1]
+    out["pass"] = bool(out["losses_finite"] and val and out["resumed"] is not None
+                       and out["resumed"]["epoch"] == first["epoch"] == epochs[0]
+                       and last["epoch"] == epochs[1] and last["iteration"] > first["iteration"]
+                       and "best.pth" in out["checkpoints"])
+    return out
+
+
+def test_on_cpu(work: str, device: str) -> dict:
+    """`tsn test` of real_train's checkpoint on the CPU against its scores on `device`: the top-1 class of every
+    video must agree; the largest logit difference is reported (nvJPEG vs libjpeg-turbo pixels, bf16 vs fp32)."""
+    from jobs.training.scores import load_scores
+
+    from jobs.runtime.checkpoint import find_latest
+    wd = Path(work) / "real_train"
+    _tsn("test", find_latest(wd), "--device", "cpu", "--dump", wd / "scores_cpu_ref.npy",
+         "--out", wd / "test_cpu_ref.json")
+    ref, dev = load_scores(wd / "scores_cpu_ref.npy"), load_scores(wd / f"scores_{device}.npy")
+    top_ref, top_dev = ref.argmax(1), dev.argmax(1)
+    part = np.sort(ref, axis=1)
+    margin = part[:, -1] - part[:, -2]                         # CPU's top-1 lead over its runner-up, per video
+    differ = np.flatnonzero(top_ref != top_dev)
+    out = {"videos": len(ref), "top1_equal": int((top_ref == top_dev).sum()),
+           "max_abs_logit_diff": float(np.abs(ref - dev).max()), "mean_abs_logit_diff": float(np.abs(ref - dev).mean()),
+           "min_cpu_top1_margin": float(margin.min()),
+           "disagreeing": [{"video": int(i), "cpu": int(top_ref[i]), "device": int(top_dev[i]),
+                            "cpu_margin": float(margin[i])} for i in differ],
+           "metrics_cpu": json.loads((wd / "test_cpu_ref.json").read_text()),
+           "metrics_device": json.loads((wd / f"test_{device}.json").read_text())}
+    out["pass"] = ref.shape == dev.shape and not len(differ)
+    return out
+
+
+def nvdec_too_small(root: str, device: str, overrides: list[str]) -> dict:
+    """A VP9 video below NVDEC's 128 x 128: the raw decoder's answer (on the GPU: "Video is too small"), and a
+    loader asked for DALI's decoder on it routed to PyAV (jobs/training/loaders.py video_decoder), not failed."""
+    from jobs.dataprep.synthetic import data_overrides
+    from jobs.recipes.config import load_config
+    from jobs.recipes.loaders import build_loader, load_records, split_files, video_decoder, video_infos
+    from pipelines.video_index import nvdec_min_size
+    video = sorted(Path(root, "videos").glob("val_*.webm"))[0]
+    out = {"file": video.name, "size": list(SMALL_SIZE), "nvdec_min_vp9": nvdec_min_size("vp9")}
+    try:
+        frames, _ = dali_decode(str(video), [0], device)
+        out["raw_decode"] = {"decoded": True, "shape": list(frames.shape)}
+    except Exception as err:
+        out["raw_decode"] = {"decoded": False, "error": str(err).strip().splitlines()[0][:300]}
+    cfg = load_config("tsn_r18_synthetic_video_rgb", data_overrides(Path(root), "videos_vp9") + list(overrides)
+                      + ["data.decoder=dali", "val.sampler.num_clips=3"])
+    infos = video_infos(load_records(cfg, "val"), split_files(cfg, "val")[0], workers=1)
+    decoder, misfits = video_decoder("dali", device, infos)
+    loader = build_loader(cfg, "val", device=device, device_id=0 if device == "gpu" else None)
+    batch = next(iter(loader))
+    out.update(decoder=decoder, misfits=[Path(p).name for p in misfits], batch_shape=list(batch.clips.shape),
+               clips_on=str(batch.clips.device))
+    too_small = "too small" in out["raw_decode"].get("error", "").lower()
+    out["pass"] = bool(decoder == "pyav" and too_small) if device == "gpu" else bool(decoder == "dali")
+    return out
+
+
+# cuviddec.h (NVIDIA Video Codec SDK): cudaVideoCodec values and the CUVIDDECODECAPS layout.
+_CUVID_CODECS = {"mpeg4": 2, "h264": 4, "hevc": 8, "vp8": 9, "vp9": 10, "av1": 11}
+
+
+class _DecodeCaps(ctypes.Structure):
+    _fields_ = [("eCodecType", ctypes.c_int), ("eChromaFormat", ctypes.c_int), ("nBitDepthMinus8", ctypes.c_uint),
+                ("reserved1", ctypes.c_uint * 3), ("bIsSupported", ctypes.c_ubyte), ("nNumNVDECs", ctypes.c_ubyte),
+                ("nOutputFormatMask", ctypes.c_ushort), ("nMaxWidth", ctypes.c_uint), ("nMaxHeight", ctypes.c_uint),
+                ("nMaxMBCount", ctypes.c_uint), ("nMinWidth", ctypes.c_ushort), ("nMinHeight", ctypes.c_ushort),
+                ("bIsHistogramSupported", ctypes.c_ubyte), ("nCounterBitDepth", ctypes.c_ubyte),
+                ("nMaxHistogramBins", ctypes.c_ushort), ("reserved3", ctypes.c_uint * 10)]
+
+
+def nvdec_caps(device: str) -> dict:
+    """What this GPU's NVDEC reports for 8-bit 4:2:0 per codec (cuvidGetDecoderCaps, the query DALI's mixed decoder
+    makes inside its operator but 2.4 does not expose in Python) against nvdec_supports' documented limits.
+    `agrees`: our rule never accepts a size the device refuses (documented minimum >= the device's)."""
+    if device != "gpu":
+        raise Skip("no NVDEC on a CPU")
+    import torch
+
+    from pipelines.video_index import _NVDEC_LIMITS
+    torch.zeros(1, device="cuda")                    # makes the primary CUDA context current on this thread
+    lib = ctypes.CDLL("libnvcuvid.so.1")
+    out = {"gpu": torch.cuda.get_device_name(0), "codecs": {}}
+    for codec, value in _CUVID_CODECS.items():
+        caps = _DecodeCaps(eCodecType=value, eChromaFormat=1, nBitDepthMinus8=0)     # 1 = cudaVideoChromaFormat_420
+        rc = lib.cuvidGetDecoderCaps(ctypes.byref(caps))
+        (doc_w, doc_h), doc_max = _NVDEC_LIMITS[codec]
+        row = {"rc": rc, "supported": bool(caps.bIsSupported), "nvdecs": caps.nNumNVDECs,
+               "min": [caps.nMinWidth, caps.nMinHeight], "max": [caps.nMaxWidth, caps.nMaxHeight],
+               "documented_min": [doc_w, doc_h], "documented_max": doc_max}
+        row["agrees"] = rc == 0 and (not row["supported"] or (doc_w >= caps.nMinWidth and doc_h >= caps.nMinHeight
+                                                               and doc_max <= min(caps.nMaxWidth, caps.nMaxHeight)))
+        out["codecs"][codec] = row
+    out["pass"] = all(r["agrees"] for r in out["codecs"].values())
+    return out
+
+
+TASKS = {"nvdec_caps": nvdec_caps, "probe_environment": probe_environment, "nvjpeg_smoke": nvjpeg_smoke, "make_data": make_data,
+         "make_long": make_long, "loader_parity": loader_parity, "video_parity": video_parity,
+         "nvdec_too_small": nvdec_too_small, "nvdec_seek": nvdec_seek, "profile_recipe": profile_recipe,
+         "real_train": real_train, "test_on_cpu": test_on_cpu}
 
 
 def run_jobs(jobs: list[dict]) -> None:

@@ -131,3 +131,32 @@ def test_cli_split_then_install_a_real_wheel(tmp_path):
     (tmp_path / "parts" / manifest["parts"][-1]["name"] / "chunk.bin").unlink()
     assert carry.main(["install", "--parts", str(tmp_path / "parts"), "--joined", str(tmp_path / "joined"),
                        "--target", str(target)]) == 2
+
+
+def test_partial_join_rebuilds_exactly_the_wheels_whose_parts_arrived(tmp_path):
+    files = _files(tmp_path, [3_000, 2_000, 9_000, 500])     # stream offsets 0, 3000, 5000, 14000; 14500 bytes
+    originals = [f.read_bytes() for f in files]
+    parts = tmp_path / "parts"
+    m = carry.split(files, parts, 5_000)                      # 3 parts of 4834 (last 4832): [0,4834) [4834,9668) ...
+    assert [p["bytes"] for p in m["parts"]] == [4_834, 4_834, 4_832]
+    for name in ("p2", "p3"):
+        (parts / name / "chunk.bin").unlink()                 # only p1 has arrived
+    rebuilt, waiting = carry.join_available(parts, tmp_path / "joined")
+    assert [r.name for r in rebuilt] == [files[0].name] and rebuilt[0].read_bytes() == originals[0]
+    assert waiting == [f.name for f in files[1:]]             # file 1 straddles p1/p2: it waits too
+    carry.split(files, parts, 5_000)
+    (parts / "p3" / "chunk.bin").unlink()                     # p1 and p2: files 0 and 1 complete, 2 and 3 not
+    rebuilt, waiting = carry.join_available(parts, tmp_path / "joined")
+    assert [r.read_bytes() for r in rebuilt] == originals[:2] and waiting == [f.name for f in files[2:]]
+    carry.split(files, parts, 5_000)
+    data = bytearray((parts / "p1" / "chunk.bin").read_bytes())
+    data[10] ^= 1
+    (parts / "p1" / "chunk.bin").write_bytes(bytes(data))      # a damaged part counts as not arrived
+    rebuilt, waiting = carry.join_available(parts, tmp_path / "joined")
+    assert [r.name for r in rebuilt] == [files[2].name, files[3].name] and waiting == [f.name for f in files[:2]]
+
+
+def test_pyav_and_the_small_wheels_travel_first_and_dali_last():
+    names = [req.split("==")[0] for req, _ in carry.WHEELS]
+    assert names[0] == "av" and names[-1] == "nvidia-dali-cuda130"
+    assert names.index("nvidia-nvimgcodec-cu13") == len(names) - 2

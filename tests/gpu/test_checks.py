@@ -88,3 +88,16 @@ def test_flow_flip_detector_on_real_loaders(synthetic_root):
     train = list(build_loader(cfg, "train"))
     counted = checks.flow_flips(train, synthetic_root / "train_list_flow.txt")
     assert counted["flipped_views"] > 0 and counted["unflipped_views"] > 0
+
+
+def test_made_data_is_reused_only_for_the_same_params(tmp_path):
+    calls = []
+
+    def make():
+        calls.append(1)
+        return {"n": len(calls)}
+
+    first = checks._stamped(tmp_path / "d", {"size": (160, 128)}, make)
+    again = checks._stamped(tmp_path / "d", {"size": (160, 128)}, make)         # tuples come back as lists
+    other = checks._stamped(tmp_path / "d", {"size": (96, 64)}, make)
+    assert (first, again, other) == ({"n": 1, "reused": False}, {"n": 1, "reused": True}, {"n": 2, "reused": False})
