@@ -50,14 +50,30 @@ def textured_canvas(h: int, w: int, rng: np.random.Generator) -> np.ndarray:
     return cv2.GaussianBlur(np.clip(img, 0, 255), (0, 0), 0.7)
 
 
-def camera_like_frames(h: int, w: int, n: int = 4, seed: int = 0, qp: int = 30) -> list[np.ndarray]:
-    """n grey (h, w) uint8 frames of the moving scene above, after H.264 encoding and decoding (h, w even)."""
+def photograph(h: int, w: int) -> np.ndarray:
+    """(h, w) float32 grey 0..255: a real photograph (matplotlib's sample image grace_hopper.jpg, shipped with the
+    package, so nothing is downloaded), centre-cropped to the aspect ratio and resized with INTER_AREA."""
+    from matplotlib import cbook
+    cv2 = _cv2()
+    img = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)), cv2.IMREAD_GRAYSCALE)
+    ih, iw = img.shape
+    ch, cw = (ih, int(ih * w / h)) if iw * h > ih * w else (int(iw * h / w), iw)
+    y0, x0 = (ih - ch) // 2, (iw - cw) // 2
+    return cv2.resize(img[y0:y0 + ch, x0:x0 + cw], (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+
+
+def camera_like_frames(h: int, w: int, n: int = 4, seed: int = 0, qp: int = 30,
+                       photo: bool = False) -> list[np.ndarray]:
+    """n grey (h, w) uint8 frames of the moving scene above, after H.264 encoding and decoding (h, w even).
+    `photo`: the background is a real photograph (`photograph`) instead of the made texture."""
     import av
 
     cv2 = _cv2()
     rng = np.random.default_rng(seed)
     margin = 24 + n * 4
     canvas = textured_canvas(h + 2 * margin, w + 2 * margin, rng)
+    if photo:
+        canvas = photograph(h + 2 * margin, w + 2 * margin)
     obj = textured_canvas(h // 3 + 2, w // 3 + 2, rng)
     obj_mask = np.zeros(obj.shape, np.uint8)
     cv2.ellipse(obj_mask, (obj.shape[1] // 2, obj.shape[0] // 2), (obj.shape[1] // 2 - 1, obj.shape[0] // 2 - 1),

@@ -129,9 +129,11 @@ def test_equal_to_opencv_on_known_motion(cv2, shift, angle):
     assert np.median(np.linalg.norm(ours - true, axis=-1)[interior]) < 0.25
 
 
-@pytest.mark.parametrize("h, w", [(48, 64), (96, 128)])
-def test_equal_to_opencv_on_camera_like_h264(cv2, h, w):
-    frames = camera_like_frames(h, w, n=3, seed=1)
+@pytest.mark.parametrize("h, w, photo", [(48, 64, False), (96, 128, False), (64, 80, True), (128, 170, True)])
+def test_equal_to_opencv_on_camera_like_h264(cv2, h, w, photo):
+    """Made texture, or a real photograph (matplotlib's sample image), moved by a pan, a smooth non-rigid field and
+    an independent object, with sensor noise, through H.264."""
+    frames = camera_like_frames(h, w, n=3, seed=1, photo=photo)
     ref, ours = opencv_flows(cv2, frames), torch_flows(frames)
     assert np.linalg.norm(ref, axis=-1).mean() > 1.0  # there is real motion to agree on
     a = agreement(ref, ours)
