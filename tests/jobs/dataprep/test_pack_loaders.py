@@ -18,7 +18,7 @@ from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
 from pipelines import packed
 from pipelines.readers import BadSample
-from pipelines.sharding import epoch_order
+from pipelines.sharding import Shard, epoch_order
 from tests.helpers import ROOT, synthetic_overrides
 
 SMALL = ["data.videos_per_gpu=4", "data.val_videos_per_gpu=2", "data.test_videos_per_gpu=1", "data.workers=1"]
@@ -171,3 +171,60 @@ def test_split_check_and_index_are_disjoint_complete_and_merge(synthetic_root, t
     assert CliRunner().invoke(cli, ["prepare", "merge", str(out)]).exit_code == 0
     merged = [path_of(json.loads(x)) for x in (out / f"{stem}.jsonl").read_text().splitlines()]
     assert sorted(merged) == sorted(every)
+
+
+def _batches(loader, n: int = 2):
+    out = []
+    for b in loader:
+        out.append(b)
+        if len(out) == n:
+            break
+    return out
+
+
+def _same(a, b) -> bool:
+    return torch.equal(a.clips, b.clips) and torch.equal(a.labels, b.labels) and torch.equal(a.index, b.index)
+
+
+def test_ddp_shards_and_a_resumed_epoch_read_the_same_batches(synthetic_root, packed_sets):
+    """Rank 1 of 2 and epoch 2 (what a resumed run starts with) from shards equal the same from folders."""
+    base = synthetic_overrides(synthetic_root) + SMALL
+    folders = load_config("tsn_r50_1x1x3_100e_kinetics400_rgb", base)
+    shards = load_config("tsn_r50_1x1x3_100e_kinetics400_rgb", base + packed_sets["rawframes"])
+    for kw in ({"shard": Shard(1, 2)}, {"start_epoch": 2}, {"start_epoch": 1, "first_batch": 2}):
+        a, b = _batches(build_loader(folders, "train", **kw)), _batches(build_loader(shards, "train", **kw))
+        assert len(a) == len(b) == 2 and all(_same(x, y) for x, y in zip(a, b)), kw
+
+
+def test_a_list_may_mix_packed_and_folder_lines(synthetic_root, packed_sets, tmp_path):
+    """Every other line of the packed list replaced by the folder line (absolute path): the same batches."""
+    opts = dict(o.split("=", 1) for o in packed_sets["rawframes"])
+    packed_lines = Path(opts["data.train_list"]).read_text().splitlines()
+    folder_lines = (synthetic_root / "train_list_rawframes.txt").read_text().splitlines()
+    mixed = [p if i % 2 else " ".join([str(synthetic_root / "rawframes" / f.split()[0]), *f.split()[1:]])
+             for i, (p, f) in enumerate(zip(packed_lines, folder_lines))]
+    (tmp_path / "mixed.txt").write_text("\n".join(mixed) + "\n")
+    base = synthetic_overrides(synthetic_root) + SMALL
+    folders = load_config("tsn_r50_1x1x3_100e_kinetics400_rgb", base)
+    both = load_config("tsn_r50_1x1x3_100e_kinetics400_rgb", base + [f"data.train_list={tmp_path / 'mixed.txt'}",
+                                                                      f"data.train_prefix={opts['data.train_prefix']}"])
+    loader = build_loader(both, "train")
+    kinds = {packed.split(r.path) is not None for r in loader.source.records}
+    assert kinds == {True, False}
+    a, b = _batches(build_loader(folders, "train")), _batches(loader)
+    assert all(_same(x, y) for x, y in zip(a, b))
+
+
+def test_allow_partial_evaluates_the_readable_videos_of_a_damaged_shard(synthetic_root, tmp_path, random_checkpoint):
+    from jobs.evaluation.tester import test_checkpoint
+    out = tmp_path / "packed"
+    opts = pack(synthetic_root, out, "rawframes")
+    shard, member = _damage_member(out, "val_list_rawframes.txt", 1)
+    cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(synthetic_root) + opts + [
+        "data.workers=1", "test.sampler.num_clips=24", "test.sampler.clip_len=1"])
+    result = test_checkpoint(cfg, str(random_checkpoint), device="cpu", allow_partial=True, say=lambda _: None)
+    total = len([x for x in (out / "val_list_rawframes.txt").read_text().splitlines() if x.strip()])
+    assert (result["evaluated"], result["total"]) == (total - 1, total)
+    [skipped] = result["skipped"]
+    assert skipped["line"].endswith("val_list_rawframes.txt:2")
+    assert Path(shard).name in skipped["reason"] + skipped["path"] and member.rsplit("/", 1)[-1] in skipped["reason"]
