@@ -539,13 +539,13 @@ def profile_recipe(recipe: str, device: str, size: str, data_root: str, videos_p
     import torch
 
     from jobs.profiling.model import torch_device
-    from jobs.profiling.runner import run, synthetic_overrides
+    from jobs.profiling.runner import ProfileOptions, SyntheticData, run, synthetic_overrides
     from jobs.recipes.config import load_config
     from tests.gpu import torch_tasks as tt
-    cfg = load_config(recipe, synthetic_overrides(size, data_root, videos_per_class, repeat, say=print)
-                      + list(overrides))
+    data = SyntheticData(size, data_root, videos_per_class, repeat)
+    cfg = load_config(recipe, synthetic_overrides(data, say=print) + list(overrides))
     dev = torch_device(device)
-    report = run(cfg, modes=("data", "step"), device=device, warmup=warmup, iters=iters, say=print)
+    report = run(cfg, ProfileOptions(modes=("data", "step"), device=device, warmup=warmup, iters=iters), say=print)
     Path(out_json).write_text(json.dumps(report, indent=1, default=str))
     out = summarise_profile(report)
     if dev.type == "cuda":
@@ -611,7 +611,7 @@ def real_train(work: str, root: str, recipe: str, device: str, epochs: list[int]
 def test_on_cpu(work: str, device: str) -> dict:
     """`tsn test` of real_train's checkpoint on the CPU against its scores on `device`: the top-1 class of every
     video must agree; the largest logit difference is reported (nvJPEG vs libjpeg-turbo pixels, bf16 vs fp32)."""
-    from jobs.training.scores import load_scores
+    from jobs.evaluation.scores import load_scores
 
     from jobs.runtime.checkpoint import find_latest
     wd = Path(work) / "real_train"

@@ -220,7 +220,7 @@ PROTOCOL_NAMES = (("25x10", "tencrop25"), ("25x3", "threecrop25"))   # jobs/trai
 
 def inference_rows(cfg, run: Run, channels_last_both: bool = True) -> tuple[list[dict], list[dict]]:
     """25x10 (TenCrop 224, 250 views) and 25x3 (ThreeCrop 256, 75 views) of `cfg`'s model: (rows, not run)."""
-    from jobs.training.protocols import with_protocol
+    from jobs.evaluation.protocols import with_protocol
     rows, missing = [], []
     for name, protocol in PROTOCOL_NAMES:
         for channels_last in ((False, True) if channels_last_both and not run.tiny else (cfg.model.channels_last,)):
