@@ -71,7 +71,7 @@ class DeviceResample(Variant):
 
     def decoded(self, nodes: dict, source, backend: str, decoding):
         return parts.decode(nodes, source.reader.kind, gray=source.flow, backend=backend, decoding=decoding,
-                             window=self.roi_decode)
+                            window=self.roi_decode)
 
     def graph(self, nodes: dict, source, backend: str, decoding) -> dict:
         layout = source.layout

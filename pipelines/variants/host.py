@@ -72,7 +72,7 @@ class HostResample(Variant):
 
     def decoded(self, nodes: dict, source, backend: str, decoding):
         return parts.decode(nodes, ReaderKind.JPEG, gray=False, backend=backend, decoding=decoding,
-                             window=self.roi_decode)
+                            window=self.roi_decode)
 
     def graph(self, nodes: dict, source, backend: str, decoding) -> dict:
         layout = source.layout
