@@ -26,7 +26,7 @@ class BadSample(UserError, RuntimeError):
 
 
 class ReaderKind(enum.Enum):
-    """What a reader hands DALI, which fixes the graph's decoder stage (pipelines/variants/decode.py) and how many
+    """What a reader hands DALI, which fixes the graph's decoder stage (pipelines/variants/parts.py) and how many
     DALI samples one video is."""
 
     JPEG = "jpeg"          # encoded JPEG frames, one sample per image: DALI's image decoder
@@ -47,8 +47,12 @@ class Clip:
 
 
 def _read_file(path: str) -> np.ndarray:
+    """A frame or video file's bytes, 1-D uint8. A plain file is one np.fromfile here; only a packed path
+    (`<dir>/NAME.tar#<logical>`, the test `packed.split` makes) goes through the shard module."""
     try:
-        return packed.read_bytes(path)
+        if packed.MARK in path:
+            return packed.read_bytes(path)
+        return np.fromfile(path, dtype=np.uint8)
     except packed.PackedError as err:       # names the shard and the member
         raise BadSample(str(err)) from None
     except FileNotFoundError:

@@ -27,7 +27,7 @@ from .readers import BadSample, Clip
 from .sampling import Sampler, video_rng
 from .sharding import Shard, batches, epoch_order, loadable, shard_videos
 from .variants.base import Column, Variant
-from .variants.steps import draw_steps
+from .variants.parts import draw_steps
 from .workers import arm_spawned_worker
 
 MAX_SUBSTITUTES = 20   # skip mode: how many other videos to try in place of a bad one

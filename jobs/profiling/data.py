@@ -49,7 +49,7 @@ def rss_mb(pid: int) -> float:
 
 def memory(loader) -> dict:
     """RSS of this process (DALI's threads and buffers live here) and of each DALI Python worker, after timing."""
-    from pipelines.watchdog import worker_processes
+    from pipelines.loader import worker_processes
     workers = [round(rss_mb(p.pid), 1) for p in worker_processes(loader.pipeline)]
     return {"main": round(rss_mb(os.getpid()), 1), "workers": workers}
 

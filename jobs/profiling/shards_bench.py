@@ -27,7 +27,7 @@ from jobs.dataprep.worksplit import WorkSplit
 from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
 from pipelines import packed
-from pipelines.watchdog import worker_processes
+from pipelines.loader import worker_processes
 
 PROTOCOLS = {   # protocol -> (recipe, split, extra overrides)
     "k400_1x1x3_train": ("tsn_r50_1x1x3_100e_kinetics400_rgb", "train", []),

@@ -35,7 +35,7 @@ import torch.distributed as torch_dist
 
 from jobs.runtime.distributed import Dist, barrier
 from jobs.runtime.signals import DEFAULT_SIGNAL, PREEMPTED_EXIT, parse_signal
-from pipelines.watchdog import LoaderStalled, WorkerDied
+from pipelines.loader import LoaderStalled, WorkerDied
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ assembles its outputs (the interface is `Variant`, pipelines/variants/base.py).
                                     cuts and resamples them (OpenCV); optionally ROI-decoded JPEGs
   worker_views.py  WorkerViews      CPU, PyAV frames: the Python workers that decoded the frames cut the views
 
-Shared parts: decode.py (the decoder stage per reader kind), boxes.py (crop boxes as columns, the one ROI resample),
-views.py (one output per crop and the loader's transpose into the batch). pipelines/plan.py `plan_graph` chooses the
-variant; adding one is a module here plus a branch there.
+Shared parts, one module: parts.py (the decoder stage per reader kind, crop boxes as columns and the one ROI
+resample, one output per crop and the loader's transpose into the batch, the augmentation steps' columns).
+pipelines/plan.py `plan_graph` chooses the variant; adding one is a module here plus a branch there.
 """

@@ -4,7 +4,7 @@ DALI's video decoder, splits with augmentation steps, and `gpu_graph=True`, how 
 decode -> per box group one fused crop+resize(+flip) or a slice -> (flow) x inversion -> the split's augmentation
 steps (pipelines/augment.py), all uint8. Per box and sample, a DALI conditional chooses: a box with integer corners
 and exactly the output size is sliced out (a linear resample at scale 1 gives the same pixels at ~5x the CPU cost),
-any other box is resampled once from source coordinates (boxes.resample). A flip is folded into the resample's ROI
+any other box is resampled once from source coordinates (parts.resample). A flip is folded into the resample's ROI
 (an end-first x range); views that share a box (TenCrop's mirrored copies) flip the shared result instead.
 
 roi_decode (CPU, single-view JPEG pipelines): only the crop window plus a 1 px interpolation margin is decoded
@@ -18,9 +18,8 @@ import numpy as np
 from nvidia.dali import fn, types
 
 from ..readers import ReaderKind
-from . import boxes, decode, views
+from . import parts
 from .base import Column, Variant
-from .steps import apply_steps, step_columns
 
 
 def _invert_x(images, invert, backend: str):
@@ -41,7 +40,7 @@ def _crop_group(images, nodes: dict, u: int, members: tuple[int, ...], layout, x
         out = tuple(fn.flip(base, horizontal=nodes[f"mirror{c}"]) for c in members)
     else:
         # The ROI carries the first member's flip; the others are its mirrored copies (TenCrop: mirror XOR).
-        base = boxes.resample(images, nodes, u, layout)
+        base = parts.resample(images, nodes, u, layout)
         out = (base,) + tuple(fn.flip(base, horizontal=1) for _ in members[1:])
     return out
 
@@ -54,25 +53,25 @@ class DeviceResample(Variant):
     host_work = "copy to torch"   # what the loader adds after the graph (tsn profile)
 
     def columns(self, source) -> list[Column]:
-        cols = decode.columns(source.reader.kind, window=self.roi_decode)
-        cols += boxes.columns(source.layout, flow=source.flow)
-        cols += [Column(name, dtype) for name, dtype in step_columns(source.steps, source.layout)]
+        cols = parts.decoder_columns(source.reader.kind, window=self.roi_decode)
+        cols += parts.box_columns(source.layout, flow=source.flow)
+        cols += [Column(name, dtype) for name, dtype in parts.step_columns(source.steps, source.layout)]
         return cols + [Column("index", np.int64)]
 
     def emit(self, columns: dict, source, index: int, clip, views_: list, drawn: dict):
         kind, layout = source.reader.kind, source.layout
         n = kind.samples_per_video(layout)
-        window = decode.margin_window(views_[0], clip.width, clip.height) if self.roi_decode else None
-        decode.emit(columns, clip, kind, n, window)
-        boxes.emit(columns, views_, layout, n, origin=window[:2] if window else (0, 0), mirror_in_roi=True,
-                   sliced=boxes.is_plain_crop, flow=source.flow)
+        window = parts.margin_window(views_[0], clip.width, clip.height) if self.roi_decode else None
+        parts.emit_decoder(columns, clip, kind, n, window)
+        parts.emit_boxes(columns, views_, layout, n, origin=window[:2] if window else (0, 0), mirror_in_roi=True,
+                         sliced=parts.is_plain_crop, flow=source.flow)
         for name, value in drawn.items():                       # one draw per video, on each of its samples
             columns[name] += [value] * n
         columns["index"] += [index] * n
 
     def decoded(self, nodes: dict, source, backend: str, decoding):
-        return decode.decode(nodes, source.reader.kind, gray=source.flow, backend=backend, decoding=decoding,
-                             window=self.roi_decode)
+        return parts.decode(nodes, source.reader.kind, gray=source.flow, backend=backend, decoding=decoding,
+                            window=self.roi_decode)
 
     def graph(self, nodes: dict, source, backend: str, decoding) -> dict:
         layout = source.layout
@@ -83,11 +82,11 @@ class DeviceResample(Variant):
             out += _crop_group(images, nodes, u, members, layout, xy_axes)
         if source.flow:
             out = [_invert_x(v, nodes[f"invert{c}"], backend) for c, v in enumerate(out)]
-        out = apply_steps(out, nodes, source.steps, layout, backend)      # the recipe's steps, in order
-        return dict(zip(views.view_names(layout), out))
+        out = parts.apply_steps(out, nodes, source.steps, layout, backend)      # the recipe's steps, in order
+        return dict(zip(parts.view_names(layout), out))
 
     def output_names(self, layout) -> tuple[str, ...]:
-        return views.output_names(layout)
+        return parts.output_names(layout)
 
     def assemble(self, named: dict, layout, videos: int):
-        return views.assemble(named, layout, videos)
+        return parts.assemble(named, layout, videos)

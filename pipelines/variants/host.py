@@ -3,7 +3,7 @@
 On the CPU backend DALI's resize cost more than JPEG decoding itself, while OpenCV's uint8 bilinear kernel does the
 same arithmetic several times cheaper (docs/PERFORMANCE.md). So, per box group and sample:
   * a fractional box (RandomResizedCrop after a resize, a truncated CenterCrop) is still resampled in the graph, once,
-    unflipped, at the output size (boxes.resample);
+    unflipped, at the output size (parts.resample);
   * an integer box leaves the graph as decoded pixels plus its corner/extent, and `assemble` cuts and resamples it
     with OpenCV's INTER_LINEAR: bilinear, half-pixel centres, no antialias (DALI's rule too);
   * every view is flipped by its own flag while it is written into the batch.
@@ -23,7 +23,7 @@ import torch
 from nvidia.dali import fn
 
 from ..readers import ReaderKind
-from . import boxes, decode
+from . import parts
 from .base import Column, Variant
 
 PER_BOX = ("resized", "sliced", "corner", "extent")
@@ -52,8 +52,8 @@ class HostResample(Variant):
     host_work = "resample integer boxes + flip + copy to torch"   # what the loader adds after the graph (tsn profile)
 
     def columns(self, source) -> list[Column]:
-        cols = decode.columns(ReaderKind.JPEG, window=self.roi_decode)
-        return cols + boxes.columns(source.layout, flow=False) + [Column("index", np.int64)]
+        cols = parts.decoder_columns(ReaderKind.JPEG, window=self.roi_decode)
+        return cols + parts.box_columns(source.layout, flow=False) + [Column("index", np.int64)]
 
     def emit(self, columns: dict, source, index: int, clip, views: list, drawn: dict):
         layout = source.layout
@@ -61,18 +61,18 @@ class HostResample(Variant):
         window = None
         if self.roi_decode:
             # The exact box when it is integral (the decoded window is the view), else a 1 px margin.
-            exact = boxes.is_integral(views[0])
+            exact = parts.is_integral(views[0])
             window = (tuple(int(v) for v in views[0].box) if exact else
-                      decode.margin_window(views[0], clip.width, clip.height))
-        decode.emit(columns, clip, ReaderKind.JPEG, n, window)
+                      parts.margin_window(views[0], clip.width, clip.height))
+        parts.emit_decoder(columns, clip, ReaderKind.JPEG, n, window)
         # The loader flips every view itself: no flip in the ROI.
-        boxes.emit(columns, views, layout, n, origin=window[:2] if window else (0, 0), mirror_in_roi=False,
-                   sliced=boxes.is_integral, flow=False)
+        parts.emit_boxes(columns, views, layout, n, origin=window[:2] if window else (0, 0), mirror_in_roi=False,
+                         sliced=parts.is_integral, flow=False)
         columns["index"] += [index] * n
 
     def decoded(self, nodes: dict, source, backend: str, decoding):
-        return decode.decode(nodes, ReaderKind.JPEG, gray=False, backend=backend, decoding=decoding,
-                             window=self.roi_decode)
+        return parts.decode(nodes, ReaderKind.JPEG, gray=False, backend=backend, decoding=decoding,
+                            window=self.roi_decode)
 
     def graph(self, nodes: dict, source, backend: str, decoding) -> dict:
         layout = source.layout
@@ -84,7 +84,7 @@ class HostResample(Variant):
             if nodes[f"sliced{u}"]:
                 resized = fn.slice(images, nodes[f"corner{u}"], [1, 1], axes=[1, 0])
             else:
-                resized = boxes.resample(images, nodes, u, layout)
+                resized = parts.resample(images, nodes, u, layout)
             out[f"resized{u}"] = resized
             for kind in ("sliced", "corner", "extent"):
                 out[f"{kind}{u}"] = nodes[f"{kind}{u}"]

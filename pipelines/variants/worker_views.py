@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 
 from ..readers import ReaderKind
-from . import views
+from . import parts
 from .base import Column, Variant
 
 
@@ -60,21 +60,21 @@ class WorkerViews(Variant):
     host_work = "copy to torch (the workers cut the views)"   # what the loader adds after the graph (tsn profile)
 
     def columns(self, source) -> list[Column]:
-        return [Column(name, np.uint8) for name in views.view_names(source.layout)] + [Column("index", np.int64)]
+        return [Column(name, np.uint8) for name in parts.view_names(source.layout)] + [Column("index", np.int64)]
 
     def emit(self, columns: dict, source, index: int, clip, views_: list, drawn: dict):
-        for name, pixels in zip(views.view_names(source.layout), cut_views(clip.data, views_, source.layout)):
+        for name, pixels in zip(parts.view_names(source.layout), cut_views(clip.data, views_, source.layout)):
             columns[name] += pixels
         columns["index"] += [index] * ReaderKind.DECODED.samples_per_video(source.layout)
 
     def decoded(self, nodes: dict, source, backend: str, decoding):
-        return nodes[views.view_names(source.layout)[0]]      # decoding happened in the workers
+        return nodes[parts.view_names(source.layout)[0]]      # decoding happened in the workers
 
     def graph(self, nodes: dict, source, backend: str, decoding) -> dict:
-        return {name: nodes[name] for name in views.view_names(source.layout)}
+        return {name: nodes[name] for name in parts.view_names(source.layout)}
 
     def output_names(self, layout) -> tuple[str, ...]:
-        return views.output_names(layout)
+        return parts.output_names(layout)
 
     def assemble(self, named: dict, layout, videos: int):
-        return views.assemble(named, layout, videos)
+        return parts.assemble(named, layout, videos)

@@ -11,8 +11,7 @@ import pytest
 
 from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
-from pipelines.loader import ClipLoader
-from pipelines.watchdog import LoaderStalled, WorkerDied, worker_processes
+from pipelines.loader import ClipLoader, LoaderStalled, WorkerDied, worker_processes
 from tests.helpers import synthetic_overrides
 
 BOUND_S = 60          # generous: the machine may be loaded; the timeout under test is a few seconds

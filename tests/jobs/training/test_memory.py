@@ -14,7 +14,7 @@ from jobs.runtime.distributed import Dist
 from jobs.runtime.weights import build_model
 from jobs.training.logs import Logger
 from jobs.training.loop import Trainer, build_sgd, train_one_epoch
-from pipelines.watchdog import worker_processes
+from pipelines.loader import worker_processes
 from tests.helpers import synthetic_overrides
 
 GROWTH_LIMIT_MB = 48      # allocator noise is a few MB; one leaked batch of the loader alone is ~7 MB here

@@ -25,7 +25,7 @@ from jobs.runtime import checkpoint as ckpt
 from jobs.runtime.distributed import Dist
 from jobs.runtime.signals import PREEMPTED_EXIT, parse_signal
 from jobs.training.preemption import Preemption
-from pipelines.watchdog import WorkerDied
+from pipelines.loader import WorkerDied
 from tests.helpers import ROOT, synthetic_overrides
 from tests.processes import process_tree, shared_memory, stat, wait_all_gone
 
