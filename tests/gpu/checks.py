@@ -612,7 +612,6 @@ def test_on_cpu(work: str, device: str) -> dict:
     """`tsn test` of real_train's checkpoint on the CPU against its scores on `device`: the top-1 class of every
     video must agree; the largest logit difference is reported (nvJPEG vs libjpeg-turbo pixels, bf16 vs fp32)."""
     from jobs.evaluation.scores import load_scores
-
     from jobs.runtime.checkpoint import find_latest
     wd = Path(work) / "real_train"
     _tsn("test", find_latest(wd), "--device", "cpu", "--dump", wd / "scores_cpu_ref.npy",
