@@ -32,9 +32,8 @@ Layout (paths inside lists are relative to ``out/rawframes`` or ``out/videos``):
 """
 from __future__ import annotations
 
+import functools
 import math
-import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +41,7 @@ import av
 import numpy as np
 from PIL import Image
 
-from .workers import pool_initializer
+from .spawn import spawn_map
 
 FLOW_BOUND = 20.0
 FPS = 25
@@ -295,15 +294,10 @@ def make_synthetic_dataset(out: str | Path, spec: SyntheticSpec = SyntheticSpec(
     videos = plan_videos(spec)
 
     workers = max(1, min(workers, len(videos) // 8))  # tiny jobs: process start-up dominates
-    if workers == 1:
-        _write_chunk(str(out), spec, videos)
-    else:
-        # spawn, not fork: callers may already hold CUDA contexts, DALI or torch thread pools.
-        ctx = multiprocessing.get_context("spawn")
-        chunks = [videos[i::workers] for i in range(workers)]
-        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=pool_initializer) as pool:
-            for fut in [pool.submit(_write_chunk, str(out), spec, c) for c in chunks]:
-                fut.result()
+    chunks = [videos[i::workers] for i in range(workers)]
+    # the one spawn pool (pipelines/spawn.py): callers may already hold CUDA contexts, DALI or torch thread pools
+    for _ in spawn_map(functools.partial(_write_chunk, str(out), spec), chunks, workers):
+        pass
 
     return {
         "root": str(out), "classes_file": str(out / "classes.txt"), "classes": names,
