@@ -120,6 +120,20 @@ def close_all() -> None:
     _OPEN.close()
 
 
+def shard_problem(shard: str) -> str | None:
+    """Why a shard cannot be trusted as a whole, naming it (its index missing or unreadable, or its size not the
+    indexed one: truncated, or written to after packing); None when it is whole. One stat, no data read."""
+    try:
+        index = index_of(shard)
+        size = os.stat(shard).st_size
+    except (PackedError, OSError) as err:
+        return str(err)
+    if size != index.size:
+        what = "truncated" if size < index.size else "longer than indexed"
+        return f"{shard}: {what} ({size} bytes, the index says {index.size})"
+    return None
+
+
 def index_of(shard: str) -> ShardIndex:
     return _OPEN.get(shard)[1]
 

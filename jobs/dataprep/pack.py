@@ -299,16 +299,10 @@ def check_shard(shard: Path, full: bool) -> list[str]:
     the indexed one (truncated or appended to), and with `full` every member read through the index and decoded
     (frames with OpenCV, by content as MMAction2 does; videos with PyAV), and the tar's own headers matching the
     index."""
-    try:
-        index = packed.ShardIndex.load(str(shard))
-    except packed.PackedError as err:
-        return [str(err)]
-    size = shard.stat().st_size
-    if size != index.size:
-        what = "truncated" if size < index.size else "longer than indexed"
-        return [f"{shard}: {what} ({size} bytes, the index says {index.size})"]
-    if not full:
-        return []
+    whole = packed.shard_problem(str(shard))
+    if whole or not full:
+        return [whole] if whole else []
+    index = packed.index_of(str(shard))
     problems = []
     with tarfile.open(shard, "r:") as tar:
         headers = {m.offset_data: m.size for m in tar.getmembers() if m.isfile()}

@@ -70,8 +70,14 @@ def run_check(cfg: Config, split: str, full: bool, report: str, clean_list: str 
                             part.part_name(index_path_for(list_file).removesuffix(".jsonl"), ".jsonl"), workers=workers,
                             progress=progress)
     layout = d.frame_layout
+    shards = {where[0] for where in map(packed.split, (r.path for r in records)) if where}
+    broken = {s: packed.shard_problem(s) for s in shards}         # packed lists: every shard whole, one stat each
     found: list[list[tuple[str, str]]] = []
     for r in tqdm(records, desc="check", disable=not progress):
+        where = packed.split(r.path)
+        if where and broken[where[0]]:
+            found.append([("truncated", broken[where[0]])])
+            continue
         problems = check_video(r, infos[r.path]) if d.source == "video" else check_folder(r, layout)
         frames = infos[r.path].num_frames if d.source == "video" else r.total_frames
         if frames is not None and 0 < frames < min_frames(cfg, split):

@@ -228,3 +228,26 @@ def test_allow_partial_evaluates_the_readable_videos_of_a_damaged_shard(syntheti
     [skipped] = result["skipped"]
     assert skipped["line"].endswith("val_list_rawframes.txt:2")
     assert Path(shard).name in skipped["reason"] + skipped["path"] and member.rsplit("/", 1)[-1] in skipped["reason"]
+
+
+def test_check_refuses_a_truncated_shard_up_front_and_names_it(synthetic_root, tmp_path):
+    """`tsn prepare check` (no --full) on a packed list: every video of a truncated shard is unusable, the reason
+    names the shard; the other shards' videos pass."""
+    from jobs.cli import cli
+    out = tmp_path / "packed"
+    opts = pack(synthetic_root, out, "rawframes")
+    field = (out / "val_list_rawframes.txt").read_text().splitlines()[0].split()[0]
+    shard = out / packed.split(field)[0]
+    with open(shard, "r+b") as f:
+        f.truncate(shard.stat().st_size - 1000)
+    packed.close_all()
+    args = ["prepare", "check", "tsn_r18_synthetic_rgb", "--split", "val", "--workers", "0"]
+    for o in synthetic_overrides(synthetic_root) + opts:
+        args += ["--cfg-options", o]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1, result.output
+    report = [json.loads(x) for x in (out / "val_list_rawframes.txt.check.jsonl").read_text().splitlines()]
+    in_shard = [line for line in (out / "val_list_rawframes.txt").read_text().splitlines()
+                if line.startswith(shard.name + "#")]
+    assert len(report) == len(in_shard) >= 1
+    assert all(r["problem"] == "truncated" and f"{shard}: truncated" in r["reason"] for r in report)
