@@ -11,6 +11,7 @@ from __future__ import annotations
 import ctypes
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -79,12 +80,32 @@ def die_with_parent(sig: int = signal.SIGKILL, parent_pid: int | None = None) ->
     return armed
 
 
+_unfinished: set[str] = set()      # this worker's temp outputs (files or folders) that may still exist
+
+
+def unfinished(path) -> None:
+    """Note a temp output of the running task: if the worker must be killed (its main thread stuck in C code the
+    SIGTERM cannot interrupt), the backstop removes it first. A published output no longer exists under this name,
+    so noting it is all a task needs to do."""
+    _unfinished.add(str(path))
+
+
+def _remove_unfinished() -> None:
+    for path in list(_unfinished):
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif os.path.exists(path):
+            os.remove(path)
+
+
 def _backstop(parent_pid: int):
-    """A daemon thread: once the parent is gone, SIGKILL this process GRACE_S later (if cleanup has not ended it)."""
+    """A daemon thread: once the parent is gone, SIGKILL this process GRACE_S later (if cleanup has not ended it),
+    after removing the temp outputs the task left."""
     def watch():
         while os.getppid() == parent_pid:
             time.sleep(1.0)
         time.sleep(GRACE_S)
+        _remove_unfinished()
         os.kill(os.getpid(), signal.SIGKILL)
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
@@ -95,6 +116,9 @@ class ParentDied(SystemExit):
 
 
 def _on_parent_death(signum, frame):
+    # Once: a second SIGTERM while the task unwinds (seen in tests: the cleanup's rmtree cut short, half a temp
+    # folder left) must not interrupt the cleanup; the backstop still SIGKILLs a worker that does not finish.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     raise ParentDied(128 + signum)
 
 

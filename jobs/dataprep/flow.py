@@ -26,7 +26,7 @@ import numpy as np
 
 from jobs.dataprep.frames import fresh_temp_dir, publish_dir, save_jpeg
 from jobs.dataprep.runner import Failure, Task
-from jobs.dataprep.videoio import Resize, plan_tasks, video_frames
+from jobs.dataprep.videoio import Resize, plan_tasks, temp_path, video_frames
 from jobs.media.naming import frame_name, frame_regex, is_flow_template, list_frames
 
 ALGORITHMS = ("tvl1", "farneback")
@@ -253,8 +253,9 @@ def extract_flow(task: Task, opts: FlowOptions, source: str) -> None:
             return calc(frames[0], frames[1])[None]
     else:
         compute = functools.partial(_torch_flows, opts=opts)
-    tmp = fresh_temp_dir(task.dst)
-    try:
+    tmp = temp_path(task.dst)
+    try:    # made inside the try: a stop (ParentDied) right after the mkdir still removes it
+        fresh_temp_dir(task.dst)
         pending: list[np.ndarray] = []  # frames whose flows are not written yet; the last one starts the next
         k = 0  # flows written
         for n, gray in enumerate(_gray_frames(task, opts, source, tmp)):

@@ -16,6 +16,7 @@ import numpy as np
 from jobs.dataprep.runner import Task
 from jobs.dataprep.videoio import Resize, temp_path, video_frames
 from jobs.media.naming import frame_name, is_flow_template
+from pipelines.workers import unfinished
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ def save_jpeg(path: Path, pixels: np.ndarray, quality: int) -> None:
 def fresh_temp_dir(final: Path) -> Path:
     """Empty hidden sibling of `final`; leftovers of an interrupted run are discarded."""
     tmp = temp_path(final)
+    unfinished(tmp)                 # removed even if this worker is killed mid-task (pipelines/workers.py)
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir(parents=True)
@@ -55,8 +57,9 @@ def publish_dir(tmp: Path, final: Path) -> None:
 
 def extract_frames(task: Task, opts: FrameOptions) -> None:
     """Decode `task.src` into the JPEG folder `task.dst`."""
-    tmp = fresh_temp_dir(task.dst)
-    try:
+    tmp = temp_path(task.dst)
+    try:    # made inside the try: a stop (ParentDied) right after the mkdir still removes it
+        fresh_temp_dir(task.dst)
         for i, frame in enumerate(video_frames(task.src, opts.resize, "rgb24")):
             save_jpeg(tmp / frame_name(opts.template, opts.start_index + i), frame.to_ndarray(), opts.quality)
         publish_dir(tmp, task.dst)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from jobs.dataprep.runner import Task
 from jobs.dataprep.videoio import Resize, target_size, temp_path
+from pipelines.workers import unfinished
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,7 @@ def resize_video(task: Task, opts: EncodeOptions) -> None:
     import av
 
     tmp = temp_path(task.dst)
+    unfinished(tmp)                 # removed even if this worker is killed mid-task (pipelines/workers.py)
     tmp.parent.mkdir(parents=True, exist_ok=True)
     try:
         with av.open(str(task.src)) as inp:
