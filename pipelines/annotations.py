@@ -40,6 +40,12 @@ class VideoRecord:
 MODALITIES = ("RGB", "Flow")       # MMAction2's spellings, the only ones the project uses
 
 
+def is_flow_modality(modality: str) -> bool:
+    """Two-channel optical flow (x, y frame pairs) rather than RGB: the one test of flow-ness (FrameLayout and the
+    recipes' DataConfig both ask this)."""
+    return modality == "Flow"
+
+
 @dataclass(frozen=True)
 class FrameLayout:
     """How the frames of a rawframe record are named (MMAction2 `filename_tmpl`, `start_index`, `modality`)."""
@@ -62,7 +68,7 @@ class FrameLayout:
     @property
     def is_flow(self) -> bool:
         """Optical flow: two grey images (x, y) per frame index instead of one RGB image."""
-        return self.modality == "Flow"
+        return is_flow_modality(self.modality)
 
     def frame_paths(self, record: VideoRecord, indices) -> list[str]:
         """Files for 0-based sampled indices that already include start_index (as the samplers return them).

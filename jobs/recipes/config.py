@@ -20,7 +20,7 @@ except ModuleNotFoundError:        # Python 3.10: the same parser from PyPI (set
     import tomli as tomllib
 
 from model.config import AVERAGE_CLIPS, TSNConfig
-from pipelines.annotations import MODALITIES, FrameLayout
+from pipelines.annotations import MODALITIES, FrameLayout, is_flow_modality
 from pipelines.augment import Step
 from pipelines.errors import UserError
 from pipelines.geometry import Augment
@@ -91,8 +91,8 @@ class DataConfig:
 
     @property
     def is_flow(self) -> bool:
-        """Two-channel optical flow (x, y frame pairs) rather than RGB: the one test of flow-ness on the jobs side."""
-        return self.modality == "Flow"
+        """Two-channel optical flow (x, y frame pairs) rather than RGB (pipelines.annotations.is_flow_modality)."""
+        return is_flow_modality(self.modality)
 
     @property
     def frame_layout(self) -> FrameLayout:
