@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 GONE_AFTER_S = 10.0     # issue 22: every process of a stopped job is gone this long after the signal
@@ -66,3 +68,20 @@ def shared_memory(tree: dict[int, int]) -> set[str]:
         paths = [line.split(None, 5)[5] for line in maps if len(line.split(None, 5)) == 6] + fds
         found.update(p for p in paths if p.startswith("/dev/shm/") and not p.endswith("(deleted)"))
     return found
+
+
+def assert_nothing_left(tree: dict[int, int], shm: set[str]) -> None:
+    """Every process of `tree` gone within GONE_AFTER_S, and none of the /dev/shm files `shm` they held left."""
+    assert wait_all_gone(tree) == []
+    assert sorted(p for p in shm if os.path.exists(p)) == []
+
+
+@contextmanager
+def reaped(proc):
+    """A job started in its own session: SIGKILLed as a group on the way out if still running (a failed assert must
+    not leave it behind)."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)

@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers import ROOT
 from tests.jobs.dataprep.test_prepare_media import make_video
-from tests.processes import process_tree, shared_memory, wait_all_gone
+from tests.processes import assert_nothing_left, process_tree, reaped, shared_memory
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
 
@@ -37,7 +37,7 @@ def test_stopped_prepare_leaves_no_worker_and_no_temp_folder(long_videos, tmp_pa
     proc = subprocess.Popen([sys.executable, "jobs/cli.py", "prepare", "frames", str(long_videos), str(dst),
                              "--workers", "2"], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
+    with reaped(proc):
         deadline = time.monotonic() + 300
         # a worker is mid-task once a hidden temp folder holds frames
         while not any(any(p.iterdir()) for p in dst.glob("*/.*.part")):
@@ -49,9 +49,5 @@ def test_stopped_prepare_leaves_no_worker_and_no_temp_folder(long_videos, tmp_pa
         assert len(tree) >= 3                       # the command and its 2 pool workers
         os.kill(proc.pid, sig)
         proc.wait(timeout=60)
-        assert wait_all_gone(tree) == []
-        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        assert_nothing_left(tree, shm)
     assert list(dst.glob("*/.*.part")) == []

@@ -27,7 +27,7 @@ from jobs.runtime.signals import PREEMPTED_EXIT, parse_signal
 from jobs.training.preemption import Preemption
 from pipelines.loader import WorkerDied
 from tests.helpers import ROOT, synthetic_overrides
-from tests.processes import process_tree, shared_memory, stat, wait_all_gone
+from tests.processes import assert_nothing_left, process_tree, reaped, shared_memory, stat
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc; PR_SET_PDEATHSIG")
 
@@ -183,17 +183,13 @@ def test_sigterm_saves_the_step_and_the_resumed_run_equals_an_uninterrupted_one(
         options(synthetic_overrides(synthetic_root) + SMALL)
     work = tmp_path / "stopped"
     proc = start(TRAIN["spawn"] + cfg + ["--work-dir", str(work)], work, "single")
-    try:
+    with reaped(proc):
         wait_for_training(proc, work, workers=2)
         tree = process_tree(proc.pid)
         shm = shared_memory(tree)
         os.killpg(proc.pid, signal.SIGTERM)     # job-wide, as SLURM signals: the DALI workers get it too
         assert proc.wait(timeout=120) == PREEMPTED_EXIT, work.with_suffix(".err").read_text()[-3000:]
-        assert wait_all_gone(tree) == []
-        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        assert_nothing_left(tree, shm)
     epoch, batch, iteration = stop_position(work)
     assert 0 <= batch <= 12 and iteration == 12 * epoch + batch
     assert ckpt.find_latest(work).name == ckpt.INTERRUPTED
@@ -229,18 +225,14 @@ def test_a_stopped_job_leaves_no_process_behind(synthetic_root, tmp_path, launch
     args = TRAIN[start_method] + ["tsn_r18_synthetic_rgb", "--device", "cpu", "--no-validate", "--work-dir",
                                   str(work)] + options(synthetic_overrides(synthetic_root) + SMALL)
     proc = start(args, work, launcher)
-    try:
+    with reaped(proc):
         wait_for_training(proc, work, workers=2 if launcher == "single" else 6)
         tree = process_tree(proc.pid)
         shm = shared_memory(tree)
         assert len(tree) >= (3 if launcher == "single" else 7)      # trainer(s) + 2 DALI workers each
         os.kill(proc.pid, sig)
         proc.wait(timeout=120)
-        assert wait_all_gone(tree) == []
-        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        assert_nothing_left(tree, shm)
     if launcher == "torchrun" and sig == signal.SIGTERM:    # torchrun passes SIGTERM on: a preemption stop
         epoch, batch, iteration = stop_position(work)
         assert 0 <= batch <= 6 and iteration == 6 * epoch + batch
@@ -255,7 +247,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step(synthetic_root, tmp_pa
     args = TRAIN["fork"] + ["tsn_r18_synthetic_rgb", "--device", "cpu", "--no-validate", "--work-dir", str(work)] + \
         options(synthetic_overrides(synthetic_root) + SMALL)
     proc = start(args, work, "torchrun")
-    try:
+    with reaped(proc):
         wait_for_training(proc, work, workers=6)
         tree = process_tree(proc.pid)
         shm = shared_memory(tree)
@@ -263,11 +255,7 @@ def test_a_signal_to_one_rank_stops_both_at_the_same_step(synthetic_root, tmp_pa
         assert sorted(ranks) == [0, 1]
         os.kill(ranks[1], signal.SIGUSR1)
         proc.wait(timeout=120)
-        assert wait_all_gone(tree) == []
-        assert sorted(p for p in shm if os.path.exists(p)) == []     # no shared memory left behind
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        assert_nothing_left(tree, shm)
     err = work.with_suffix(".err").read_text()
     assert any("exitcode" in line and f": {PREEMPTED_EXIT} " in line for line in err.splitlines()), err[-3000:]
     epoch, batch, iteration = stop_position(work)
