@@ -82,7 +82,8 @@ def data_benchmark(sizes, augments, epochs, videos_per_class, val_per_class, tes
               help="Where the generated files are kept (reused).")
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the rows as JSON.")
 def video_decode(recipe, kinds, files, epochs, rounds, workers, variants, data_root, out):
-    """Clips/s of pipelines/pyav_decode.py decode_sampled_frames vs decord on generated H.264 files (needs `decord`)."""
+    """Clips/s of pipelines/pyav_decode.py decode_sampled_frames vs decord and torchcodec (exact and approximate seek)
+    on generated H.264 files (needs `decord`; torchcodec is skipped, with the reason, where it cannot load)."""
     say = lambda msg: click.echo(msg, err=True)
     from jobs.profiling.reference_loader import missing
     if missing("decord"):
@@ -97,8 +98,9 @@ def video_decode(recipe, kinds, files, epochs, rounds, workers, variants, data_r
         raise click.BadParameter(str(err), param_hint="--variant") from None
     rows = run_bench(Path(data_root), recipe=recipe, kinds=chosen, files=files, epochs=epochs, rounds=rounds,
                      workers=workers, variants=extra, say=say)
-    click.echo(f"decode_sampled_frames vs decord ({recipe} samplers, {workers} worker process(es), median of {rounds} "
-               "alternating rounds; ratio = ours / decord clips/s in the same round)")
+    click.echo(f"decode_sampled_frames vs decord and torchcodec ({recipe} samplers, {workers} worker process(es), one "
+               f"FFmpeg/decord thread each, median of {rounds} alternating rounds; ratios = ours / the peer's clips/s "
+               "in the same round)")
     click.echo(format_rows(rows))
     if out:
         Path(out).parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,11 @@ geometry.py with the same per-video random streams. What differs is how pixels a
           (IMREAD_COLOR, BGR), then `cv2.cvtColor(BGR2RGB)`; a frame index met twice is decoded once and copied
   decord  videos: MMAction2's DecordInit + DecordDecode: `decord.VideoReader(BytesIO(file bytes), num_threads=1)`,
           `get_batch(indices)` (mode 'accurate'), mmaction/datasets/transforms/loading.py (MMAction2 1.2.0)
-          Both then cut views the way MMAction2's transforms do (mmaction/datasets/transforms/processing.py):
+  torchcodec, torchcodec-approx
+          videos, what a user writes today with PyTorch's own decoder: `VideoDecoder(path, seek_mode="exact" |
+          "approximate", num_ffmpeg_threads=1)`, `get_frames_at(indices)` (jobs/profiling/torchcodec_peer.py; the
+          DataLoader runs in a spawned process that can load FFmpeg)
+          All four then cut views the way MMAction2's transforms do (mmaction/datasets/transforms/processing.py):
           Resize(-1, S) of the whole frame with `cv2.resize` INTER_LINEAR (mmcv `imresize`; a same-size resize is a
           copy in OpenCV), the crop as an array slice, the config's Resize((s, s), keep_ratio=False) of the crop with
           `cv2.resize` INTER_LINEAR, Flip with `cv2.flip` (mmcv `imflip_`).
@@ -38,10 +42,17 @@ from pipelines.loader import Batch
 from pipelines.sampling import video_rng
 from pipelines.sharding import epoch_order
 
-FRAME_DECODERS = ("opencv", "pil")      # first: the headline baseline (what MMAction2 runs)
-VIDEO_DECODERS = ("decord", "pyav")
+FRAME_DECODERS = ("opencv", "pil")
+VIDEO_DECODERS = ("decord", "torchcodec", "torchcodec-approx", "pyav")
+# What users run today, at their best: the headline ratio is against the fastest of these in the same run. The others
+# (PIL frames; our own PyAV decoder in a DataLoader) show what the DALI loader adds around the same decoder.
+PEERS = frozenset({"opencv", "decord", "torchcodec", "torchcodec-approx"})
+TORCHCODEC_SEEK = {"torchcodec": "exact", "torchcodec-approx": "approximate"}
 TITLES = {"opencv": "OpenCV cv2.imdecode + mmcv-style cv2 resizes", "pil": "PIL decode + one PIL resample",
           "decord": "decord get_batch + mmcv-style cv2 resizes",
+          "torchcodec": "torchcodec get_frames_at (seek_mode exact, 1 FFmpeg thread) + mmcv-style cv2 resizes",
+          "torchcodec-approx": "torchcodec get_frames_at (seek_mode approximate, 1 FFmpeg thread) + mmcv-style cv2 "
+                               "resizes",
           "pyav": "PyAV decode_sampled_frames + one PIL resample"}
 
 
@@ -52,6 +63,9 @@ def decoders_for(source: str) -> tuple[str, ...]:
 def missing(decoder: str) -> str | None:
     """Why a baseline cannot run here (its optional package is not installed), or None."""
     import importlib.util
+    if decoder in TORCHCODEC_SEEK:
+        from jobs.profiling.torchcodec_peer import missing as torchcodec_missing
+        return torchcodec_missing()
     package, extra = {"opencv": ("cv2", "test"), "decord": ("decord", "decord")}.get(decoder, (None, None))
     if package is None or importlib.util.find_spec(package) is not None:
         return None
@@ -191,6 +205,9 @@ class ReferenceDataset(Dataset):
         if decoder == "pyav":
             from pipelines.pyav_decode import decode_sampled_frames
             return list(decode_sampled_frames(record.path, indices))
+        if decoder in TORCHCODEC_SEEK:
+            from jobs.profiling.torchcodec_peer import frames
+            return list(frames(record.path, indices, TORCHCODEC_SEEK[decoder]))
         paths = self.spec.layout.frame_paths(record, indices)
         return opencv_frames(paths) if decoder == "opencv" else pil_frames(paths)
 
@@ -203,7 +220,7 @@ class ReferenceDataset(Dataset):
         w, h = frames[0].size if isinstance(frames[0], Image.Image) else frames[0].shape[1::-1]
         views = plan_views(w, h, s.augment, flow=False, rng=rng)
         out = np.empty((len(views) * len(frames), views[0].out_h, views[0].out_w, 3), np.uint8)
-        mmcv = s.decoder in ("opencv", "decord")
+        mmcv = s.decoder not in ("pil", "pyav")
         for f, frame in enumerate(frames):
             cut = mmcv_views(frame, views, s.augment) if mmcv else pil_views(frame, views)
             for c, pixels in enumerate(cut):

@@ -1,4 +1,4 @@
-"""`tsn bench video-decode`: our CPU video path against decord, on the same files and the same frame indices.
+"""`tsn bench video-decode`: our CPU video path against decord and torchcodec, on the same files and frame indices.
 
 One clip is one call that returns the RGB frames (N, H, W, 3) uint8 of one video's sampled indices:
   ours     pipelines.pyav_decode.decode_sampled_frames(path, indices, options=...), what PyAVReader runs inside DALI's
@@ -8,13 +8,18 @@ One clip is one call that returns the RGB frames (N, H, W, 3) uint8 of one video
            DecordInit (num_threads=1 by default) + DecordDecode (mode 'accurate'),
            mmaction/datasets/transforms/loading.py (MMAction2 1.2.0), one reader opened per clip as there; the same
            function as the `tsn profile --compare` baseline (jobs/profiling/reference_loader.py decord_frames).
+  torchcodec[exact], torchcodec[approximate]
+           torchcodec.decoders.VideoDecoder(path, seek_mode=..., num_ffmpeg_threads=1).get_frames_at(indices): what a
+           user writes today with PyTorch's own decoder (jobs/profiling/torchcodec_peer.py; the pool's processes start
+           with the environment that lets it load FFmpeg). Skipped, with the reason, where it cannot run.
 Indices come from the recipe's samplers (pipelines/sampling.py Sampler; TSN train: num_clips segments x 1 frame,
 one random draw per epoch; test: num_clips centred clips) with the per-video streams of pipelines/sampling.py.
 
 Clips are spread over `workers` processes (default 2, the loader workers of a 2-core machine) so a decoder's own
 threads compete for the cores as they do in training. A run times every clip of one protocol once with one decoder;
-runs rotate through the decoders (decord, ours, [variants], decord, ours, ...) so load drift on a shared machine
-hits all alike, and each ratio is ours / decord of the same round. Reported: median clips/s per decoder, and the
+runs rotate through the decoders (decord, torchcodec..., ours, [variants], decord, ...) so load drift on a shared
+machine hits all alike, and each ratio is ours / a peer of the same round; "vs fastest" divides by the fastest peer
+(decord, torchcodec exact or approximate) of that round. Reported: median clips/s per decoder, and the
 median, min and max of the per-round ratios; the same for CPU time per clip (every thread of the decoding process,
 `time.process_time`), whose ratio (decord's over ours) is what the clips/s ratio tends to once the workers keep
 every core busy, and which a shared machine's load disturbs far less than wall time.
@@ -156,6 +161,7 @@ def make_videos(root: Path, kind: Kind, count: int) -> list[Path]:
 class Ours:
     options: DecodeOptions | None = None      # None: pipelines/pyav_decode.py's defaults (PyAV loads on first use)
     label: str = "ours"
+    peer = False
 
     def __call__(self, path: str, indices: np.ndarray) -> np.ndarray:
         from pipelines import pyav_decode
@@ -167,10 +173,28 @@ class Ours:
 class Decord:
     num_threads: int = 1                      # DecordInit's default
     label: str = "decord"
+    peer = True                               # what users run today (the ratios divide by the fastest peer)
 
     def __call__(self, path: str, indices: np.ndarray) -> np.ndarray:
         from jobs.profiling.reference_loader import decord_frames  # the --compare baseline's own reads
         return decord_frames(path, indices, self.num_threads)
+
+
+@dataclass(frozen=True)
+class TorchCodec:
+    seek_mode: str = "exact"                  # jobs/profiling/torchcodec_peer.py SEEK_MODES
+    peer = True
+
+    @property
+    def label(self) -> str:
+        return f"torchcodec[{self.seek_mode}]"
+
+    def __call__(self, path: str, indices: np.ndarray) -> np.ndarray:
+        import torch
+
+        from jobs.profiling.torchcodec_peer import frames
+        torch.set_num_threads(1)      # what a DataLoader worker sets; torch's own threads would oversubscribe the cores
+        return frames(path, indices, self.seek_mode, threads=1)
 
 
 def parse_variant(text: str) -> Ours:
@@ -228,20 +252,30 @@ def time_run(decoder, clips: list[Clip], pool) -> tuple[float, float]:
     return len(clips) / (time.perf_counter() - start), 1e3 * sum(cpu) / len(clips)
 
 
-def same_frames(decoders, clips: list[Clip]) -> dict:
-    """Max |difference| between each decoder's frames and the first's on the first clips (0 = identical)."""
+def _max_diffs(job) -> dict:
+    decoders, clip = job
+    ref = decoders[0](clip.path, clip.indices).astype(np.int16)
     out = {}
-    for clip in clips[:3]:
-        ref = decoders[0](clip.path, clip.indices).astype(np.int16)
-        for d in decoders[1:]:
-            got = d(clip.path, clip.indices)
-            diff = int(np.abs(got.astype(np.int16) - ref).max()) if got.shape == ref.shape else -1
-            out[d.label] = max(out.get(d.label, 0), diff)
+    for d in decoders[1:]:
+        got = d(clip.path, clip.indices)
+        out[d.label] = int(np.abs(got.astype(np.int16) - ref).max()) if got.shape == ref.shape else -1
+    return out
+
+
+def same_frames(decoders, clips: list[Clip], pool=None) -> dict:
+    """Max |difference| between each decoder's frames and the first's on the first clips (0 = identical); in the
+    pool's processes when given (torchcodec loads there)."""
+    jobs = [(decoders, clip) for clip in clips[:3]]
+    out = {}
+    for diffs in (map(_max_diffs, jobs) if pool is None else pool.map(_max_diffs, jobs)):
+        for label, diff in diffs.items():
+            out[label] = diff if diff < 0 or out.get(label, 0) < 0 else max(out.get(label, 0), diff)
     return out
 
 
 def compare(decoders: list, clips: list[Clip], *, rounds: int, pool, workers: int = 1) -> dict:
-    """`rounds` rounds, each one run per decoder in rotation (decoders[0] is the reference, decord)."""
+    """`rounds` rounds, each one run per decoder in rotation (decoders[0] is the reference, decord). "vs_fastest":
+    each non-peer's clips/s over the fastest peer's of the same round (peers: decoders whose `peer` is true)."""
     runs = {d.label: [] for d in decoders}
     cpu = {d.label: [] for d in decoders}
     for d in decoders:      # untimed: worker start-up, imports, first opens
@@ -263,6 +297,13 @@ def compare(decoders: list, clips: list[Clip], *, rounds: int, pool, workers: in
         # decord's CPU per clip over ours: the clips/s ratio once the workers keep every core busy.
         ratios = [b / a for a, b in zip(cpu[d.label], cpu[ref])]
         out["cpu_ratio"][d.label] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
+    peers = [d.label for d in decoders if d.peer]
+    fastest = [max(runs[p][r] for p in peers) for r in range(rounds)]
+    out["vs_fastest"] = {}
+    for d in decoders:
+        if not d.peer:
+            ratios = [a / b for a, b in zip(runs[d.label], fastest)]
+            out["vs_fastest"][d.label] = {"median": statistics.median(ratios), "min": min(ratios), "max": max(ratios)}
     return out
 
 
@@ -272,12 +313,39 @@ def samplers(recipe: str) -> dict[str, Sampler]:
     return {"train": cfg.train.sampler, "test": cfg.test.sampler}
 
 
+@contextlib.contextmanager
+def decoding_pool(workers: int, torchcodec: bool):
+    """The processes the clips are spread over: None (this process) for one worker unless torchcodec runs, whose
+    processes must start with the environment that lets it load FFmpeg (jobs/profiling/torchcodec_peer.py). That
+    environment stays set while the pool lives: its processes start when work first reaches them."""
+    if workers <= 1 and not torchcodec:
+        yield None
+        return
+    import os
+    saved = dict(os.environ)
+    if torchcodec:
+        from jobs.profiling.torchcodec_peer import environment
+        os.environ.update(environment(saved))
+    pool = spawn_pool(max(1, workers))
+    try:
+        yield pool
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        pool.shutdown(cancel_futures=True)
+
+
 def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: int = 4, rounds: int = 3,
-              workers: int = 2, variants: tuple[Ours, ...] = (), say=print) -> list[dict]:
-    """One row per (kind, protocol)."""
-    decoders = [Decord(), Ours(), *variants]
+              workers: int = 2, variants: tuple[Ours, ...] = (), torchcodec: bool = True, say=print) -> list[dict]:
+    """One row per (kind, protocol). torchcodec: also time it (skipped, with the reason, where it cannot load)."""
+    from jobs.profiling.torchcodec_peer import SEEK_MODES, missing
+    if torchcodec and missing():
+        say(f"[video-decode] {missing()}")
+        torchcodec = False
+    peers = [Decord(), *(TorchCodec(m) for m in SEEK_MODES if torchcodec)]
+    decoders = [*peers, Ours(), *variants]
     rows = []
-    with spawn_pool(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    with decoding_pool(workers, torchcodec) as pool:
         for kind in kinds:
             say(f"[video-decode] files: {kind.name}")
             paths = make_videos(root, kind, files)
@@ -286,7 +354,7 @@ def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: i
                 say(f"[video-decode] {kind.name} / {protocol}: {len(clips)} clips x {len(clips[0].indices)} frames, "
                     f"{rounds} rounds")
                 row = {"kind": kind.name, "protocol": protocol, "workers": workers,
-                       "max_abs_diff_vs_decord": same_frames(decoders, clips),
+                       "max_abs_diff_vs_decord": same_frames(decoders, clips, pool),
                        "mean_file_kib": float(np.mean([p.stat().st_size for p in paths]) / 1024),
                        **compare(decoders, clips, rounds=rounds, pool=pool, workers=workers)}
                 rows.append(row)
@@ -294,15 +362,17 @@ def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: i
 
 
 def format_rows(rows: list[dict]) -> str:
+    """One line per decoder and row: its clips/s and CPU ms/clip; ours: the ratio to decord and to the fastest peer
+    of each round (median and range), and the CPU ratio to decord."""
     from jobs.profiling.report import table
     body = []
     for r in rows:
-        cps = r["clips_per_s"]
-        cpu = r["cpu_ms_per_clip"]
-        for label, ratio in r["ratio"].items():
-            c = r["cpu_ratio"][label]
-            body.append([r["kind"], r["protocol"], label, cps[label], cps["decord"], ratio["median"],
-                         f"{ratio['min']:.2f}-{ratio['max']:.2f}", cpu[label], cpu["decord"], c["median"],
-                         f"{c['min']:.2f}-{c['max']:.2f}", r["rounds"], r["max_abs_diff_vs_decord"][label]])
-    return table(["files", "protocol", "decoder", "clips/s", "decord", "ratio", "range", "CPU ms/clip", "decord",
-                  "CPU ratio", "range", "rounds", "max |diff|"], body)
+        cps, cpu = r["clips_per_s"], r["cpu_ms_per_clip"]
+        for label in cps:
+            ratio, fast, c = (r[key].get(label) for key in ("ratio", "vs_fastest", "cpu_ratio"))
+            span = (lambda q: f"{q['median']:.2f} ({q['min']:.2f}-{q['max']:.2f})" if q else "")
+            body.append([r["kind"], r["protocol"], label, cps[label], cpu[label], span(ratio) if fast else "",
+                         span(fast), span(c) if fast else "", r["rounds"],
+                         r["max_abs_diff_vs_decord"].get(label, "")])
+    return table(["files", "protocol", "decoder", "clips/s", "CPU ms/clip", "vs decord", "vs fastest peer",
+                  "CPU: decord / this", "rounds", "max |diff| vs decord"], body)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import math
+import time
+from dataclasses import dataclass
 
 import av
 import numpy as np
@@ -14,6 +16,7 @@ from click.testing import CliRunner
 
 from jobs.cli import cli
 from jobs.profiling.video_decode_bench import (
+    Clip,
     Decord,
     Kind,
     Ours,
@@ -77,6 +80,34 @@ def test_ours_returns_decords_frames_and_ratios_are_quotients(synthetic_root):
         cpu, cref = out["cpu_runs"][label], out["cpu_runs"]["decord"]
         assert math.isclose(out["cpu_ratio"][label]["median"], np.median([b / a for a, b in zip(cpu, cref)]))
         assert out["ratio"][label]["min"] <= out["ratio"][label]["median"] <= out["ratio"][label]["max"]
+    # decord is the only peer here: the ratio to the fastest peer of each round is the ratio to decord.
+    assert out["vs_fastest"].keys() == {"ours", "ours[skip_nonref=0]"}
+    assert out["vs_fastest"]["ours"] == out["ratio"]["ours"]
+
+
+def test_vs_fastest_divides_by_the_fastest_peer_of_each_round():
+    """compare() with stand-in decoders of known speed: the ratio is to the faster peer, round by round."""
+    clips = [Clip("x", np.arange(3))] * 3
+    decoders = [Sleeper("slow peer", 0.03), Sleeper("fast peer", 0.015), Sleeper("ours", 0.01, peer=False)]
+    out = compare(decoders, clips, rounds=2, pool=None)
+    runs = out["runs"]
+    want = sorted(o / max(a, b) for o, a, b in zip(runs["ours"], runs["slow peer"], runs["fast peer"]))
+    got = out["vs_fastest"]
+    assert got.keys() == {"ours"}
+    assert math.isclose(got["ours"]["min"], want[0]) and math.isclose(got["ours"]["max"], want[1])
+    assert all(f > s for f, s in zip(runs["fast peer"], runs["slow peer"]))   # the stand-ins are what they claim
+
+
+@dataclass(frozen=True)
+class Sleeper:
+    """A decoder that takes `seconds` per clip."""
+
+    label: str
+    seconds: float
+    peer: bool = True
+
+    def __call__(self, path, indices):
+        time.sleep(self.seconds)
 
 
 def test_parse_variant_rejects_unknown_options():
@@ -93,6 +124,10 @@ def test_cli_rows_and_json(tmp_path):
     assert result.exit_code == 0, result.output
     rows = json.loads(out.read_text())
     assert [(r["protocol"], r["clips"], r["frames_per_clip"]) for r in rows] == [("train", 4, 8), ("test", 4, 25)]
-    assert all(r["max_abs_diff_vs_decord"] == {"ours": 0} for r in rows)
+    from jobs.profiling.torchcodec_peer import missing
+    peers = {} if missing() else {"torchcodec[exact]": 0, "torchcodec[approximate]": 0}
+    # Every decoder returns decord's very frames (frame-exact on H.264 with B-frames).
+    assert all(r["max_abs_diff_vs_decord"] == {**peers, "ours": 0} for r in rows)
     table_rows = [line for line in result.output.splitlines() if line.startswith("synthetic")]
-    assert len(table_rows) == 2 and all(" ours " in line for line in table_rows)
+    labels = ["decord", *peers, "ours"]                        # one line per decoder and protocol
+    assert [line.split()[5] for line in table_rows] == labels * 2
