@@ -19,7 +19,8 @@ from jobs.profiling.runner import MODES, ProfileOptions, SyntheticData
 @click.option("--split", "splits", multiple=True, type=click.Choice(("train", "val", "test")), default=("train",),
               show_default=True, help="Data mode: which protocol's pipeline (repeatable; test = the recipe's views).")
 @click.option("--compare", is_flag=True,
-              help="Also run PyTorch DataLoader baselines: OpenCV or decord workers as in MMAction2, then PIL or PyAV.")
+              help="Also run PyTorch DataLoader baselines: OpenCV and PIL (frames); decord, torchcodec (exact and "
+                   "approximate seek) and our PyAV decoder (videos). The ratio is to the fastest.")
 @device_option("cpu")
 @click.option("--warmup", type=int, help="Untimed batches / iterations first (default 5).")
 @click.option("--iters", type=int, help="Timed batches in data and step modes (default 30).")
@@ -27,6 +28,8 @@ from jobs.profiling.runner import MODES, ProfileOptions, SyntheticData
               "on a CPU); warm-up there defaults to 5 (GPU) or 1 (CPU).")
 @click.option("--train-batch", type=int, help="Model mode: videos per training step (default: the recipe's).")
 @click.option("--ref-workers", type=int, help="Baseline DataLoader workers (default: data.threads).")
+@click.option("--memory-epochs", type=int, default=0, show_default=True,
+              help="Data mode: then run the loader N whole epochs, recording each process's resident memory after each.")
 @click.option("--detail/--no-detail", default=True, show_default=True,
               help="Data mode: also time the variant graphs (decode only, source only, ceiling).")
 @click.option("--synthetic", "synthetic_size", help="Run on generated frames of this size: WxH, 340x256, 320p, 256p.")
@@ -41,7 +44,7 @@ from jobs.profiling.runner import MODES, ProfileOptions, SyntheticData
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG bar chart of clips/s.")
 def profile_command(config, modes, splits, compare, device, warmup, iters, model_iters, train_batch, ref_workers,
-                    detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options, variant_texts, out, plot):
+                    memory_epochs, detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options, variant_texts, out, plot):
     """Throughput profile of CONFIG (a recipe name or a .toml path)."""
     from jobs.profiling.report import format_report, write_json
     from jobs.profiling.report import plot as plot_report
@@ -60,7 +63,7 @@ def profile_command(config, modes, splits, compare, device, warmup, iters, model
     opts = ProfileOptions(modes=MODES if "all" in modes else tuple(m for m in MODES if m in modes),
                           splits=tuple(splits), device=dali_device(pick_device(device))[0],    # DALI's: cpu | gpu
                           compare=compare, warmup=warmup, iters=iters, model_iters=model_iters, detail=detail,
-                          train_batch=train_batch, ref_workers=ref_workers)
+                          train_batch=train_batch, ref_workers=ref_workers, memory_epochs=memory_epochs)
     report = run(cfg, opts, variants=variants, say=say)
     if synthetic:
         report["synthetic"] = {"size": synthetic.size, "videos_per_class": synthetic.videos_per_class,

@@ -55,6 +55,18 @@ def memory(loader) -> dict:
     return {"main": round(rss_mb(os.getpid()), 1), "workers": workers}
 
 
+def memory_by_epoch(loader, epochs: int, say) -> list[dict]:
+    """`memory(loader)` after each of `epochs` whole epochs (the first finishes the epoch the timing was in): a
+    leak shows as growth from one epoch to the next."""
+    rows = []
+    for e in range(epochs):
+        for _ in loader:
+            pass
+        rows.append(memory(loader))
+        say(f"  epoch {e + 1}: main {rows[-1]['main']:,.0f} MiB, workers {rows[-1]['workers']} MiB")
+    return rows
+
+
 def pipeline_batches(pipe):
     """pipeline.run() outputs across epochs (a parallel external source ends each epoch with StopIteration)."""
     while True:
@@ -177,7 +189,8 @@ def prepare_data(cfg: Config, split: str, *, device: str = "cpu", detail: bool =
 
 
 def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, device: str = "cpu",
-                 compare: bool = False, ref_workers: int | None = None, say: Callable[[str], None] = print) -> dict:
+                 compare: bool = False, ref_workers: int | None = None, memory_epochs: int = 0,
+                 say: Callable[[str], None] = print) -> dict:
     """Throughput of a split's pipeline (variants too, if prepared) and of the reference DataLoader."""
     split, loader = prepared.split, prepared.loader
     source = loader.source
@@ -191,6 +204,9 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
            "views_per_clip": views_per_clip, "threads": knobs.threads, "py_workers": knobs.workers,
            "prefetch": knobs.prefetch, "cpus": os.cpu_count(),
            "dali": rates(loader_t, frames_per_clip, views_per_clip), "memory_mb": memory(loader)}
+    if memory_epochs:
+        say(f"[data/{split}] DALI loader: {memory_epochs} whole epochs, resident memory after each")
+        out["memory_by_epoch_mb"] = memory_by_epoch(loader, memory_epochs, say)
     if prepared.variants:
         say(f"[data/{split}] variant graphs: full graph, decode only, source alone, decode ceiling")
         per_clip = source.reader.kind.samples_per_video(loader.layout)

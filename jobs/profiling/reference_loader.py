@@ -44,9 +44,9 @@ from pipelines.sharding import epoch_order
 
 FRAME_DECODERS = ("opencv", "pil")
 VIDEO_DECODERS = ("decord", "torchcodec", "torchcodec-approx", "pyav")
-# What users run today, at their best: the headline ratio is against the fastest of these in the same run. The others
-# (PIL frames; our own PyAV decoder in a DataLoader) show what the DALI loader adds around the same decoder.
-PEERS = frozenset({"opencv", "decord", "torchcodec", "torchcodec-approx"})
+# What users run or would write today, at their best: the headline ratio is against the fastest of these in the same
+# run. The other (our own PyAV decoder in a DataLoader) shows what the DALI loader adds around the same decoder.
+PEERS = frozenset({"opencv", "pil", "decord", "torchcodec", "torchcodec-approx"})
 TORCHCODEC_SEEK = {"torchcodec": "exact", "torchcodec-approx": "approximate"}
 TITLES = {"opencv": "OpenCV cv2.imdecode + mmcv-style cv2 resizes", "pil": "PIL decode + one PIL resample",
           "decord": "decord get_batch + mmcv-style cv2 resizes",

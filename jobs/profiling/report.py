@@ -50,6 +50,13 @@ def format_data(d: dict) -> str:
         m = d["memory_mb"]
         out.append(f"memory (RSS): main process {m['main']:,.0f} MiB, DALI workers "
                    + (", ".join(f"{w:,.0f}" for w in m["workers"]) + " MiB" if m["workers"] else "none"))
+    if "memory_by_epoch_mb" in d:
+        rows = d["memory_by_epoch_mb"]
+        worker_span = [f"{min(r['workers'][k] for r in rows):,.0f}-{max(r['workers'][k] for r in rows):,.0f}"
+                       for k in range(len(rows[0]["workers"]))]
+        out.append(f"memory over {len(rows)} epochs (RSS after each): main process "
+                   + " -> ".join(f"{r['main']:,.0f}" for r in rows) + " MiB; DALI workers "
+                   + (", ".join(worker_span) + " MiB" if worker_span else "none"))
     if "ceiling" in d:
         c = d["ceiling"]
         images = f"{c['images_per_s']:,.0f} JPEG/s = " if "images_per_s" in c else ""

@@ -31,6 +31,7 @@ class ProfileOptions:
     detail: bool = True                     # data mode: also the decode-only / source-only graphs, the ceiling
     train_batch: int | None = None          # model mode: videos per training step (None: the recipe's)
     ref_workers: int | None = None          # baseline DataLoader workers (None: data.threads)
+    memory_epochs: int = 0                  # data mode: whole epochs run after timing, memory recorded after each
 
     def __post_init__(self):
         unknown = [m for m in self.modes if m not in MODES]
@@ -91,7 +92,8 @@ def run(cfg: Config, opts: ProfileOptions, *, variants: list | None = None, say=
     if prepared:
         w, n = defaults("data", device, warmup, iters)
         report["data"] = [profile_data(cfg, p, batches=n, warmup=w, device=device, compare=compare,
-                                       ref_workers=ref_workers, say=say) for p in prepared]
+                                       ref_workers=ref_workers, memory_epochs=opts.memory_epochs, say=say)
+                          for p in prepared]
     if step_loader is not None:
         w, n = defaults("step", device, warmup, iters)
         report["step"] = profile_step(cfg, step_loader, device=device, warmup=w, iters=n, compare=compare,
