@@ -29,7 +29,8 @@ from jobs.profiling.runner import MODES, ProfileOptions, SyntheticData
 @click.option("--train-batch", type=int, help="Model mode: videos per training step (default: the recipe's).")
 @click.option("--ref-workers", type=int, help="Baseline DataLoader workers (default: data.threads).")
 @click.option("--memory-epochs", type=int, default=0, show_default=True,
-              help="Data mode: then run the loader N whole epochs, recording each process's resident memory after each.")
+              help="Data mode: then run the loader N whole epochs, recording each process's resident memory after "
+                   "each.")
 @click.option("--detail/--no-detail", default=True, show_default=True,
               help="Data mode: also time the variant graphs (decode only, source only, ceiling).")
 @click.option("--synthetic", "synthetic_size", help="Run on generated frames of this size: WxH, 340x256, 320p, 256p.")
@@ -44,7 +45,8 @@ from jobs.profiling.runner import MODES, ProfileOptions, SyntheticData
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the report as JSON.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write a PNG bar chart of clips/s.")
 def profile_command(config, modes, splits, compare, device, warmup, iters, model_iters, train_batch, ref_workers,
-                    memory_epochs, detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options, variant_texts, out, plot):
+                    memory_epochs, detail, synthetic_size, videos_per_class, repeat, data_root, cfg_options,
+                    variant_texts, out, plot):
     """Throughput profile of CONFIG (a recipe name or a .toml path)."""
     from jobs.profiling.report import format_report, write_json
     from jobs.profiling.report import plot as plot_report
