@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .batch_buffers import BatchBuffers
 from .errors import UserError
 from .graph import output_names
 from .readers import BadSample
@@ -164,6 +165,7 @@ class ClipLoader:
         self.num_classes, self.multi_label = num_classes, multi_label
         self.max_bad_fraction = max_bad_fraction
         self.names = output_names(self.layout, source.variant)
+        self.buffers = BatchBuffers()          # host memory of the CPU batches, reused (pipelines/batch_buffers.py)
         self._pending = 0            # batches of the current pipeline epoch not yet consumed
         self.short_videos: list[str] = []   # list lines of videos shorter than one clip (padded)
 
@@ -247,7 +249,8 @@ class ClipLoader:
         per_sample_index = torch_view(named["index"]).reshape(-1)
         b = len(per_sample_index) // self.source.reader.kind.samples_per_video(self.layout)
         index = per_sample_index.reshape(b, -1)[:, 0].clone()
-        return Batch(self.source.variant.assemble(named, self.layout, b), self._labels(index), index)
+        clips = self.source.variant.assemble(named, self.layout, b, self.buffers.empty)
+        return Batch(clips, self._labels(index), index)
 
     def _labels(self, index: torch.Tensor) -> torch.Tensor:
         records = self.source.records

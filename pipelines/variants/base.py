@@ -54,6 +54,8 @@ class Variant:
         """The pipeline's outputs in order, "index" last."""
         raise NotImplementedError
 
-    def assemble(self, named: dict, layout: ClipLayout, videos: int) -> torch.Tensor:
-        """One batch's outputs by name -> (B, V, C, H, W) uint8 clips (CPU, or CUDA for a GPU pipeline)."""
+    def assemble(self, named: dict, layout: ClipLayout, videos: int, empty=None) -> torch.Tensor:
+        """One batch's outputs by name -> (B, V, C, H, W) uint8 clips (CPU, or CUDA for a GPU pipeline). `empty`:
+        shape -> an uninitialised uint8 CPU tensor to write a CPU batch into (the loader's reused buffers,
+        pipelines/batch_buffers.py); None: torch.empty."""
         raise NotImplementedError

@@ -97,7 +97,7 @@ class HostResample(Variant):
         names = ["frames"] + [f"{kind}{u}" for kind in PER_BOX for u in groups]
         return (*names, *(f"mirror{c}" for c in range(layout.crops)), "index")
 
-    def assemble(self, named: dict, layout, videos: int) -> torch.Tensor:
+    def assemble(self, named: dict, layout, videos: int, empty=None) -> torch.Tensor:
         """Named CPU outputs of one batch -> (B, V, 3, H, W) uint8 clips.
 
         Each view is cut from the decoded frame as an (h, w, 3) crop (resampled if its box is not the output size,
@@ -110,7 +110,8 @@ class HostResample(Variant):
         per_box = [tuple(_numpy(named[f"{kind}{u}"]) for kind in ("sliced", "corner", "extent"))
                    for u in range(len(layout.groups))]
         resized = [named[f"resized{u}"] for u in range(len(layout.groups))]
-        out = torch.empty((videos, layout.crops, vpc, 3, h, w), dtype=torch.uint8)
+        shape = (videos, layout.crops, vpc, 3, h, w)
+        out = torch.empty(shape, dtype=torch.uint8) if empty is None else empty(shape)
         dst = out.numpy()
         # One sample at a time, one thread: parallel kernels would only spin on 224 x 224 images (measured: 2x the
         # CPU with torch's intra-op threads); DALI's threads and workers already use the other cores.

@@ -76,5 +76,5 @@ class WorkerViews(Variant):
     def output_names(self, layout) -> tuple[str, ...]:
         return parts.output_names(layout)
 
-    def assemble(self, named: dict, layout, videos: int):
-        return parts.assemble(named, layout, videos)
+    def assemble(self, named: dict, layout, videos: int, empty=None):
+        return parts.assemble(named, layout, videos, empty)
