@@ -53,7 +53,7 @@ def test_loader_batches_held_by_the_consumer_stay_intact(synthetic_root):
     cfg = load_config("tsn_r18_synthetic_rgb", synthetic_overrides(synthetic_root) + ["data.videos_per_gpu=4",
                                                                                       "data.workers=1"])
     loader = build_loader(cfg, "train")
-    for batch in loader:          # a first epoch dropped batch by batch: the loader now holds reusable buffers
+    for _ in loader:              # a first epoch dropped batch by batch: the loader now holds reusable buffers
         pass
     assert loader.buffers._arrays
     held = []
