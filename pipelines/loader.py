@@ -20,15 +20,17 @@ raised on time and the stuck daemon thread does not keep the process alive.
 from __future__ import annotations
 
 import gc
+import math
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
-from .batch_buffers import BatchBuffers
 from .errors import UserError
 from .graph import output_names
 from .readers import BadSample
@@ -151,6 +153,43 @@ def _source_error(err: BaseException) -> BadSample | None:
     return None
 
 
+# --- the batches' host memory --------------------------------------------------------------------------------------
+#
+# Host memory for the loader's CPU batches, reused once nobody holds it any more.
+#
+# A batch is 14 MB (K400 1x1x3 train, 32 videos) to 38 MB (one video of 25 clips x 10 crops). Allocated fresh each
+# time, glibc hands memory that large straight from mmap and back to the kernel on free, so every batch first pays a
+# page fault per 4 KiB page while it is written: on the 2-core machine writing a 25 x 10 batch took 12-15 ms per video
+# into fresh memory and 9-11 ms into reused memory (cProfile of 30 batches, two A/B runs; docs/PERFORMANCE.md).
+#
+# A pooled buffer is a numpy array handed out as a torch tensor (`torch.from_numpy`). Every tensor, view or numpy
+# array made from that tensor keeps a reference to the array through its storage, so the array is free exactly when
+# its reference count is back to the pool's own: nothing a consumer still holds is ever overwritten. At most `keep`
+# buffers are kept (a consumer that holds more batches than that gets fresh memory, as before).
+
+KEEP = 4     # the consumer's batch + the one being written + slack for a consumer that keeps one more
+
+
+class BatchBuffers:
+    def __init__(self, keep: int = KEEP):
+        self.keep = keep
+        self._arrays: list[np.ndarray] = []
+
+    def empty(self, shape: tuple[int, ...]) -> torch.Tensor:
+        """An uninitialised uint8 CPU tensor of `shape`, in a buffer no live tensor uses."""
+        nbytes = math.prod(shape)
+        for i in range(len(self._arrays)):
+            # References: the list, and getrefcount's own argument. Any tensor made from it adds one.
+            if self._arrays[i].nbytes == nbytes and sys.getrefcount(self._arrays[i]) == 2:
+                return torch.from_numpy(self._arrays[i]).view(shape)
+        array = np.empty(nbytes, np.uint8)
+        if self.keep:
+            if len(self._arrays) >= self.keep:      # replace a buffer still held, or of another size
+                self._arrays.pop(0)
+            self._arrays.append(array)
+        return torch.from_numpy(array).view(shape)
+
+
 class ClipLoader:
     def __init__(self, source: ClipSource, pipeline, *, num_classes: int, multi_label: bool = False,
                  max_bad_fraction: float = 1.0, batch_timeout: float | None = None,
@@ -165,7 +204,7 @@ class ClipLoader:
         self.num_classes, self.multi_label = num_classes, multi_label
         self.max_bad_fraction = max_bad_fraction
         self.names = output_names(self.layout, source.variant)
-        self.buffers = BatchBuffers()          # host memory of the CPU batches, reused (pipelines/batch_buffers.py)
+        self.buffers = BatchBuffers()          # host memory of the CPU batches, reused (BatchBuffers above)
         self._pending = 0            # batches of the current pipeline epoch not yet consumed
         self.short_videos: list[str] = []   # list lines of videos shorter than one clip (padded)
 

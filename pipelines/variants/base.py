@@ -57,5 +57,5 @@ class Variant:
     def assemble(self, named: dict, layout: ClipLayout, videos: int, empty=None) -> torch.Tensor:
         """One batch's outputs by name -> (B, V, C, H, W) uint8 clips (CPU, or CUDA for a GPU pipeline). `empty`:
         shape -> an uninitialised uint8 CPU tensor to write a CPU batch into (the loader's reused buffers,
-        pipelines/batch_buffers.py); None: torch.empty."""
+        pipelines/loader.py BatchBuffers); None: torch.empty."""
         raise NotImplementedError

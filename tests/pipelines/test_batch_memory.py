@@ -1,12 +1,12 @@
 """The loader's batch memory: de-interleaving into the batch equals numpy's transpose, and a reused buffer never
-overwrites a batch that someone still holds (pipelines/batch_buffers.py, pipelines/variants/parts.py)."""
+overwrites a batch that someone still holds (pipelines/loader.py BatchBuffers, pipelines/variants/parts.py deinterleave)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
 
-from pipelines.batch_buffers import BatchBuffers
+from pipelines.loader import BatchBuffers
 from pipelines.variants.parts import deinterleave
 
 

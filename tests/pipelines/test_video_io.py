@@ -341,3 +341,27 @@ def test_timeout_works_inside_dali_parallel_worker():
     p.build()
     (out,) = p.run()
     assert np.asarray(out.as_array()).ravel().tolist() == [1, 1]
+
+
+@pytest.mark.timeout(20)
+def test_call_with_timeout_keeps_one_thread_and_retires_an_abandoned_one():
+    """Calls from one thread share one decode thread (a thread per call grew a worker's memory, pipelines/timeout.py);
+    after a timeout the next call gets a new thread, and the abandoned one ends once its stuck call returns."""
+    import threading
+
+    def current():
+        return threading.current_thread()
+    first, second = call_with_timeout(current, 5.0), call_with_timeout(current, 5.0)
+    assert first is second and first is not threading.current_thread()
+    before = abandoned_calls()
+    with pytest.raises(DecodeTimeout):
+        call_with_timeout(time.sleep, 0.1, 0.5)
+    third = call_with_timeout(current, 5.0)
+    assert third is not first and abandoned_calls() == before + 1
+    first.join(5.0)                          # the sleep ends, then the abandoned thread ends too
+    assert not first.is_alive() and abandoned_calls() <= before     # (another test's sleeper may end meanwhile)
+    seen = []
+    worker = threading.Thread(target=lambda: seen.append(call_with_timeout(current, 5.0)))
+    worker.start()
+    worker.join()
+    assert seen[0] is not third              # another calling thread has its own decode thread
