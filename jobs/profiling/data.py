@@ -258,23 +258,10 @@ def reference_run(cfg: Config, split: str, *, say, decoder: str, **kw) -> dict:
     from jobs.profiling.reference_loader import TORCHCODEC_SEEK
     if decoder not in TORCHCODEC_SEEK:
         return reference(cfg, split, say=say, decoder=decoder, **kw)
-    from concurrent.futures import ProcessPoolExecutor
-    from multiprocessing import get_context
-
-    from jobs.profiling.torchcodec_peer import environment
-    from pipelines.workers import pool_initializer
-    saved = dict(os.environ)
-    os.environ.clear()
-    os.environ.update(environment(saved))       # a spawned child reads the environment when it starts
-    try:
-        with ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=pool_initializer) as pool:
-            future = pool.submit(reference, cfg, split, say=print, decoder=decoder, **kw)
-            os.environ.clear()
-            os.environ.update(saved)
-            return future.result()
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
+    from jobs.profiling.torchcodec_peer import loadable_environment
+    from pipelines.spawn import spawn_pool
+    with loadable_environment(), spawn_pool(1) as pool:     # a spawned child reads the environment when it starts
+        return pool.submit(reference, cfg, split, say=print, decoder=decoder, **kw).result()
 
 
 def reference(cfg: Config, split: str, *, batches: int, warmup: int, device: str, frames_per_clip: int,

@@ -15,6 +15,7 @@ torchcodec baseline always runs in a spawned process, which starts with that env
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import re
@@ -84,6 +85,19 @@ def environment(base: dict | None = None) -> dict:
         if folder not in parts:
             env["LD_LIBRARY_PATH"] = os.pathsep.join([*parts, folder])
     return env
+
+
+@contextlib.contextmanager
+def loadable_environment():
+    """Processes started inside this block (spawned pools, subprocesses) can load torchcodec; this process's own
+    environment is restored on leaving it."""
+    saved = dict(os.environ)
+    os.environ.update(environment(saved))
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 @functools.lru_cache(maxsize=1)

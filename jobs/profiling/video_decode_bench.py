@@ -321,18 +321,9 @@ def decoding_pool(workers: int, torchcodec: bool):
     if workers <= 1 and not torchcodec:
         yield None
         return
-    import os
-    saved = dict(os.environ)
-    if torchcodec:
-        from jobs.profiling.torchcodec_peer import environment
-        os.environ.update(environment(saved))
-    pool = spawn_pool(max(1, workers))
-    try:
+    from jobs.profiling.torchcodec_peer import loadable_environment
+    with loadable_environment() if torchcodec else contextlib.nullcontext(), spawn_pool(max(1, workers)) as pool:
         yield pool
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-        pool.shutdown(cancel_futures=True)
 
 
 def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: int = 4, rounds: int = 3,
