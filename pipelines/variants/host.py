@@ -102,7 +102,7 @@ class HostResample(Variant):
 
         Each view is cut from the decoded frame as an (h, w, 3) crop (resampled if its box is not the output size,
         mirrored by OpenCV if flagged) and de-interleaved once into its slot (parts.deinterleave: OpenCV's split,
-        4x cheaper than the transposing numpy copy this replaced; no whole-frame transpose for multi-crop protocols).
+        3x cheaper than the transposing numpy copy this replaced; no whole-frame transpose for multi-crop protocols).
         """
         w, h, vpc = layout.out_w, layout.out_h, layout.views_per_crop
         frames = named["frames"]
