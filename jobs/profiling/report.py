@@ -48,15 +48,20 @@ def format_data(d: dict) -> str:
     out += [f"  {why}" for why in d.get("skipped_references", [])]
     if "memory_mb" in d:
         m = d["memory_mb"]
+        private = m.get("workers_private", [])
         out.append(f"memory (RSS): main process {m['main']:,.0f} MiB, DALI workers "
-                   + (", ".join(f"{w:,.0f}" for w in m["workers"]) + " MiB" if m["workers"] else "none"))
+                   + (", ".join(f"{w:,.0f}" for w in m["workers"]) + " MiB" if m["workers"] else "none")
+                   + (" (private: " + ", ".join(f"{w:,.0f}" for w in private) + " MiB)" if private else ""))
     if "memory_by_epoch_mb" in d:
         rows = d["memory_by_epoch_mb"]
-        worker_span = [f"{min(r['workers'][k] for r in rows):,.0f}-{max(r['workers'][k] for r in rows):,.0f}"
-                       for k in range(len(rows[0]["workers"]))]
+
+        def spans(key: str) -> str:
+            return ", ".join(f"{min(r[key][k] for r in rows):,.0f}-{max(r[key][k] for r in rows):,.0f}"
+                             for k in range(len(rows[0].get(key, []))))
         out.append(f"memory over {len(rows)} epochs (RSS after each): main process "
                    + " -> ".join(f"{r['main']:,.0f}" for r in rows) + " MiB; DALI workers "
-                   + (", ".join(worker_span) + " MiB" if worker_span else "none"))
+                   + (spans("workers") + " MiB" if rows[0]["workers"] else "none")
+                   + (f" (private: {spans('workers_private')} MiB)" if rows[0].get("workers_private") else ""))
     if "ceiling" in d:
         c = d["ceiling"]
         images = f"{c['images_per_s']:,.0f} JPEG/s = " if "images_per_s" in c else ""

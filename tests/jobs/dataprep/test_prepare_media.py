@@ -110,6 +110,33 @@ def test_resize_writes_fastdecode_h264_unless_told(videos, tmp_path):
         assert want in data and (b"deblock=0" in data) == (not tune)
 
 
+def _nal_ref_idc(packet: bytes) -> int:
+    """Largest nal_ref_idc of a length-prefixed (MP4) H.264 access unit's NAL units (ITU-T H.264 7.3.1)."""
+    ref, i = 0, 0
+    while i + 4 < len(packet):
+        size = int.from_bytes(packet[i:i + 4], "big")
+        ref = max(ref, (packet[i + 4] >> 5) & 3)
+        i += 4 + size
+    return ref
+
+
+def test_resize_writes_only_unreferenced_b_frames(videos, tmp_path):
+    """No B-pyramid: the decoder's B-pictures are exactly the packets no picture references (nal_ref_idc 0), so
+    a sparse read decodes only the I/P chain up to its target."""
+    dst = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["prepare", "resize", str(videos), str(dst), "--short-side", "48"])
+    assert result.exit_code == 0, result.output
+    b_frames = unreferenced = 0
+    for rel in GOOD:
+        with av.open(str(dst / rel)) as c:
+            s = c.streams.video[0]
+            unreferenced += sum(_nal_ref_idc(bytes(p)) == 0 for p in c.demux(s) if p.size)
+            c.seek(0)
+            b_frames += sum(f.pict_type == av.video.frame.PictureType.B for f in c.decode(s))
+    assert b_frames > 0 and unreferenced == b_frames
+    assert b"b_pyramid=0" in (dst / "cls_a/v1.mp4").read_bytes()
+
+
 def test_resize_exact_size_and_cfr_from_vfr(tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -75,6 +75,8 @@ def test_data_mode_train_and_test(report):
         # memory: the main process holds torch + DALI (hundreds of MiB); one entry per DALI worker (data.workers=1)
         assert d["memory_mb"]["main"] > 100 and len(d["memory_mb"]["workers"]) == 1
         assert 10 < d["memory_mb"]["workers"][0] < d["memory_mb"]["main"] * 4
+        # A forked worker shares most of its RSS with the main process: its own part is smaller, and not zero.
+        assert 0 < d["memory_mb"]["workers_private"][0] < d["memory_mb"]["workers"][0]
 
 
 def test_model_mode(report, cfg):
@@ -182,6 +184,17 @@ def test_memory_by_epoch_has_one_row_per_whole_epoch(cfg):
     assert len(rows) == 2 and all(r["main"] > 100 and len(r["workers"]) == len(d["memory_mb"]["workers"])
                                   for r in rows)
     assert "memory over 2 epochs" in format_data(d)
+
+
+def test_private_memory_counts_what_a_process_writes():
+    """64 MiB written by this process show up as 64 MiB more private memory (and RSS): the meter of a leak."""
+    import numpy as np
+
+    from jobs.profiling.data import private_mb, rss_mb
+    before, rss_before = private_mb(os.getpid()), rss_mb(os.getpid())
+    block = np.ones(64 << 20, np.uint8)
+    assert 60 <= private_mb(os.getpid()) - before <= 72 and 60 <= rss_mb(os.getpid()) - rss_before <= 72
+    del block
 
 
 def test_machine_cpu_seconds_counts_a_busy_core():
