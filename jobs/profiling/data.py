@@ -54,7 +54,8 @@ def private_mb(pid: int) -> float:
     and DALI), which are not its own and cannot grow."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
-            return sum(int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:"))) / 1024
+            kib = [int(line.split()[1]) for line in f if line.startswith(("Private_Clean:", "Private_Dirty:"))]
+        return sum(kib) / 1024
     except (OSError, ValueError):
         return float("nan")
 
