@@ -97,10 +97,10 @@ class PyAVReader:
     kind = ReaderKind.DECODED
 
     def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
-        from .pyav_decode import decode_sampled_frames
+        from .pyav_decode import decode_frame_list
         from .timeout import DecodeTimeout, call_with_timeout
         try:
-            frames = call_with_timeout(decode_sampled_frames, self.timeout_s, record.path,
+            frames = call_with_timeout(decode_frame_list, self.timeout_s, record.path,
                                        video_indices(record, indices))
         except DecodeTimeout:
             raise BadSample(f"{record.path}: decoding took longer than {self.timeout_s:g} s") from None
@@ -108,8 +108,8 @@ class PyAVReader:
             raise BadSample(f"missing file {record.path}") from None
         except Exception as err:  # PyAV raises many types (InvalidDataError, EOFError, ValueError...)
             raise BadSample(f"{record.path}: {type(err).__name__}: {err}") from None
-        h, w = frames.shape[1:3]
-        return Clip(list(frames), w, h)
+        h, w = frames[0].shape[:2] if frames else (0, 0)
+        return Clip(frames, w, h)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,13 @@ import numpy as np
 import pytest
 
 from pipelines import pyav_decode, video_index
-from pipelines.pyav_decode import DecodeOptions, FrameIndexError, VideoDecodeError, decode_sampled_frames
+from pipelines.pyav_decode import (
+    DecodeOptions,
+    FrameIndexError,
+    VideoDecodeError,
+    decode_frame_list,
+    decode_sampled_frames,
+)
 from pipelines.timeout import DecodeTimeout, abandoned_calls, call_with_timeout
 from pipelines.video_index import build_index, load_index, probe_video
 
@@ -106,6 +112,13 @@ def test_decode_frames_is_frame_exact(videos, name):
     for _ in range(5):
         idx = rng.integers(0, N, size=9).tolist()
         np.testing.assert_array_equal(decode_sampled_frames(str(videos[name]), idx), ref[idx])
+    # The reader's form: one array per index; a repeated index is its own copy (a view cut from one must not
+    # see another's writes).
+    frames = decode_frame_list(str(videos[name]), SCATTERED)
+    assert len(frames) == len(SCATTERED)
+    for got, i in zip(frames, SCATTERED):
+        np.testing.assert_array_equal(got, ref[i])
+    assert not np.shares_memory(frames[2], frames[3])            # SCATTERED[2] == SCATTERED[3]
 
 
 @pytest.mark.parametrize("name,gop", [("h264", 12), ("vp9", 10)])
