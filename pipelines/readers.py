@@ -11,7 +11,7 @@ happens:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -94,14 +94,18 @@ def video_indices(record: VideoRecord, indices: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class PyAVReader:
     timeout_s: float = 30.0
+    # path -> (codec, pyav_decode.regular_table as 9 int64 bytes) from the video index: those reads skip the demux
+    tables: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
     kind = ReaderKind.DECODED
 
     def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
-        from .pyav_decode import decode_frame_list
+        from .pyav_decode import decode_frame_list, expand_table
         from .timeout import DecodeTimeout, call_with_timeout
+        known = self.tables.get(record.path)
+        table = None if known is None else expand_table(np.frombuffer(known[1], np.int64), known[0])
         try:
             frames = call_with_timeout(decode_frame_list, self.timeout_s, record.path,
-                                       video_indices(record, indices))
+                                       video_indices(record, indices), table=table)
         except DecodeTimeout:
             raise BadSample(f"{record.path}: decoding took longer than {self.timeout_s:g} s") from None
         except FileNotFoundError:

@@ -30,6 +30,7 @@ from pipelines.pyav_decode import (
     iter_frames,
     open_video,
     read_packet_table,
+    regular_table,
 )
 from pipelines.spawn import spawn_map
 from pipelines.timeout import DecodeTimeout, call_with_timeout
@@ -69,6 +70,9 @@ class VideoInfo:
     nvdec_ok: bool         # nvdec_supports(codec, pix_fmt, width, height) with no GPU named
     size_bytes: int
     mtime_ns: int
+    # The packet table as 9 numbers when it is regular (pyav_decode.regular_table: even pts steps, a keyframe every
+    # k frames, as `tsn prepare resize` writes): the PyAV reader then skips its demux pass. None: demuxed per read.
+    packets: list[int] | None = None
 
 
 def nvdec_min_size(codec: str) -> tuple[int, int] | None:
@@ -149,8 +153,9 @@ def _probe_open(path, container, stream, count, size, mtime) -> VideoInfo:
         pts = pts[:0]  # no usable timestamps: fps falls back to the header rate
     fps, vfr = _rate(pts, float(table.time_base), stream)
     keys = int(np.count_nonzero(table.key_index < num)) if table.seekable else len(table.key_index)
+    regular = regular_table(table) if trusted else None     # only a table every frame of which decodes
     return _info(path, "ok", reason, size, mtime, num_frames=int(num), fps=fps, vfr=vfr,
-                 keyframe_interval=num / max(keys, 1), **meta)
+                 keyframe_interval=num / max(keys, 1), packets=regular, **meta)
 
 
 def _tail_decodes(container, stream, table) -> bool:
@@ -186,6 +191,13 @@ def _rate(pts: np.ndarray, tb: float, stream) -> tuple[float, bool]:
     return float(mean), vfr
 
 
+def packet_tables(infos: dict[str, VideoInfo]) -> dict[str, tuple[str, bytes]]:
+    """path -> (codec, regular packet table as int64 bytes) of the readable videos whose entry has one: what the PyAV
+    reader is given (pipelines/readers.py); bytes, because a list of 9 ints costs ~3x the memory per video."""
+    return {p: (i.codec, np.asarray(i.packets, np.int64).tobytes()) for p, i in infos.items()
+            if i.status == "ok" and i.packets}
+
+
 # ---------------------------------------------------------------- cache (JSON lines beside the list)
 
 def index_path_for(list_path: str) -> str:
@@ -197,7 +209,7 @@ def load_index(cache_path: str) -> dict[str, VideoInfo]:
     names = {f.name for f in fields(VideoInfo)}
 
     def parse(row: dict) -> tuple[str, VideoInfo]:
-        if set(row) != names:
+        if set(row) - {"packets"} != names - {"packets"}:    # an index from before `packets` loads without it
             raise KeyError("not a VideoInfo of this version")
         return row["path"], VideoInfo(**row)
 

@@ -92,6 +92,9 @@ def resize_video(task: Task, opts: EncodeOptions) -> None:
                         continue
                     image = frame.reformat(width=size[0], height=size[1], format="yuv420p",
                                            interpolation="BICUBIC")
+                    # The decoder marks the source's keyframes I, and libx264 forces a keyframe on an I frame:
+                    # the source's GOP would break the fixed one (a keyframe at frame 250 of a GOP-250 source).
+                    image.pict_type = av.video.frame.PictureType.NONE
                     for slot in range(next_index, index + 1):
                         filler = image if slot == index or previous is None else previous
                         filler.pts, filler.time_base = slot, 1 / rate  # the source's time base no longer applies

@@ -125,8 +125,9 @@ def time_source(source, per_clip: int, *, warmup: int, batches: int) -> Timing:
 
 def video_ceiling(source, *, workers: int, batches: int) -> Timing:
     """Our PyAV decoder alone (pipelines/pyav_decode.py, what the loader's Python workers run) on the clips of the
-    source's first `batches` batches, spread over `workers` spawned processes, each read without a cached packet
-    table (in training every video is read once per epoch); items are clips. jobs/profiling/video_decode_bench.py
+    source's first `batches` batches, spread over `workers` spawned processes, each read with the packet table the
+    video index has for it, else without a cached one (in training every video is read once per epoch); items are
+    clips. jobs/profiling/video_decode_bench.py
     times the same calls against decord and torchcodec."""
     from jobs.profiling.video_decode_bench import Clip, Ours, time_run
     from pipelines.sampling import video_rng
@@ -139,9 +140,12 @@ def video_ceiling(source, *, workers: int, batches: int) -> Timing:
             record = source.records[video]
             rng = video_rng(source.epochs.seed, source.epochs.start_epoch, video)
             clips.append(Clip(record.path, source.sampler(record.total_frames, source.start_index, rng)))
+    # The packet tables the loader's reader has from the video index, for these clips' files only (pickled per call).
+    known = getattr(source.reader, "tables", {})
+    ours = Ours(tables={c.path: known[c.path] for c in clips if c.path in known})
     with spawn_pool(workers) as pool:
-        time_run(Ours(), clips[:2 * workers], pool)              # untimed: imports, first opens
-        rate, cpu_ms = time_run(Ours(), clips, pool)
+        time_run(ours, clips[:2 * workers], pool)              # untimed: imports, first opens
+        rate, cpu_ms = time_run(ours, clips, pool)
     seconds = len(clips) / rate
     return Timing(1, len(clips), seconds, (seconds,), cpu_ms * len(clips) / 1e3)
 

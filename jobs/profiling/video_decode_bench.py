@@ -1,9 +1,10 @@
 """`tsn bench video-decode`: our CPU video path against decord and torchcodec, on the same files and frame indices.
 
 One clip is one call that returns the RGB frames (N, H, W, 3) uint8 of one video's sampled indices:
-  ours     pipelines.pyav_decode.decode_sampled_frames(path, indices, options=...), what PyAVReader runs inside DALI's
-           Python workers, with the per-process packet-table cache emptied first: in training every video is read
-           once per epoch, so the demux pass that builds the table is part of every real read.
+  ours     pipelines.pyav_decode.decode_frame_list(path, indices, options=..., table=...), what PyAVReader runs inside
+           DALI's Python workers: given the file's packet table from the video index where it is regular (a fixed
+           GOP at a constant rate, as `tsn prepare resize` writes), else with the per-process packet-table cache
+           emptied first (in training every video is read once per epoch, so the demux pass is part of the read).
   decord   decord.VideoReader(BytesIO(file bytes), num_threads=1).get_batch(indices).asnumpy(): MMAction2's
            DecordInit (num_threads=1 by default) + DecordDecode (mode 'accurate'),
            mmaction/datasets/transforms/loading.py (MMAction2 1.2.0), one reader opened per clip as there; the same
@@ -35,7 +36,7 @@ import contextlib
 import dataclasses
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,12 +162,18 @@ def make_videos(root: Path, kind: Kind, count: int) -> list[Path]:
 class Ours:
     options: DecodeOptions | None = None      # None: pipelines/pyav_decode.py's defaults (PyAV loads on first use)
     label: str = "ours"
+    # path -> (codec, packet table) from the video index (pipelines/video_index.py packet_tables), as the loader's
+    # PyAV reader is given them; a file without one is demuxed in the call
+    tables: dict = field(default_factory=dict, repr=False)
     peer = False
 
-    def __call__(self, path: str, indices: np.ndarray) -> np.ndarray:
+    def __call__(self, path: str, indices: np.ndarray) -> list[np.ndarray]:
         from pipelines import pyav_decode
         pyav_decode.clear_table_cache()          # a real epoch reads each video once: no cached table
-        return pyav_decode.decode_sampled_frames(path, indices, options=self.options or pyav_decode.DEFAULT_OPTIONS)
+        known = self.tables.get(path)
+        table = None if known is None else pyav_decode.expand_table(np.frombuffer(known[1], np.int64), known[0])
+        return pyav_decode.decode_frame_list(path, indices, options=self.options or pyav_decode.DEFAULT_OPTIONS,
+                                             table=table)
 
 
 @dataclass(frozen=True)
@@ -254,10 +261,10 @@ def time_run(decoder, clips: list[Clip], pool) -> tuple[float, float]:
 
 def _max_diffs(job) -> dict:
     decoders, clip = job
-    ref = decoders[0](clip.path, clip.indices).astype(np.int16)
+    ref = np.asarray(decoders[0](clip.path, clip.indices)).astype(np.int16)
     out = {}
     for d in decoders[1:]:
-        got = d(clip.path, clip.indices)
+        got = np.asarray(d(clip.path, clip.indices))
         out[d.label] = int(np.abs(got.astype(np.int16) - ref).max()) if got.shape == ref.shape else -1
     return out
 
@@ -330,6 +337,7 @@ def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: i
               workers: int = 2, variants: tuple[Ours, ...] = (), torchcodec: bool = True, say=print) -> list[dict]:
     """One row per (kind, protocol). torchcodec: also time it (skipped, with the reason, where it cannot load)."""
     from jobs.profiling.torchcodec_peer import SEEK_MODES, missing
+    from pipelines.video_index import packet_tables, probe_video
     if torchcodec and missing():
         say(f"[video-decode] {missing()}")
         torchcodec = False
@@ -340,14 +348,16 @@ def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: i
         for kind in kinds:
             say(f"[video-decode] files: {kind.name}")
             paths = make_videos(root, kind, files)
+            tables = packet_tables({str(p): probe_video(str(p)) for p in paths})
+            kind_decoders = [dataclasses.replace(d, tables=tables) if isinstance(d, Ours) else d for d in decoders]
             for protocol, sampler in samplers(recipe).items():
                 clips = protocol_clips(paths, sampler, epochs)
                 say(f"[video-decode] {kind.name} / {protocol}: {len(clips)} clips x {len(clips[0].indices)} frames, "
                     f"{rounds} rounds")
                 row = {"kind": kind.name, "protocol": protocol, "workers": workers,
-                       "max_abs_diff_vs_decord": same_frames(decoders, clips, pool),
+                       "max_abs_diff_vs_decord": same_frames(kind_decoders, clips, pool),
                        "mean_file_kib": float(np.mean([p.stat().st_size for p in paths]) / 1024),
-                       **compare(decoders, clips, rounds=rounds, pool=pool, workers=workers)}
+                       **compare(kind_decoders, clips, rounds=rounds, pool=pool, workers=workers)}
                 rows.append(row)
     return rows
 

@@ -187,7 +187,8 @@ def build_loader(cfg: Config, split: str, *, shard: Shard = Shard(), device: str
         infos = video_infos(records, where, d.workers)
         records, sizes = index_videos(records, where, strict=policy == "raise", infos=infos)
         decoder, _ = video_decoder(d.decoder, device, infos)
-        reader = VideoFileReader(sizes) if decoder == "dali" else PyAVReader(d.decode_timeout)
+        from pipelines.video_index import packet_tables
+        reader = VideoFileReader(sizes) if decoder == "dali" else PyAVReader(d.decode_timeout, packet_tables(infos))
     knobs = settings(cfg, device)
     epochs = Epochs(batch_size=batch or batch_size(cfg, split, device), shuffle=split == "train",
                     pad_mark=split != "train", seed=cfg.runtime.seed, start_epoch=start_epoch, shard=shard)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import time
@@ -346,6 +347,51 @@ def test_build_index_reuses_cache(videos, tmp_path, monkeypatch):
     assert probed == [str(changing)]  # only the changed file; the missing one needs no probe
     assert third[str(changing)].mtime_ns == st.st_mtime_ns + 10**9
     assert third[missing].status == "missing"
+
+
+def _demuxed(path) -> tuple[list[int], list[int], list[int]]:
+    """Ground truth from the demuxer: presentation-sorted pts, the presentation index and min(pts, dts) of each
+    keyframe packet."""
+    with av.open(str(path)) as c:
+        rows = [(p.pts, p.dts, p.is_keyframe) for p in c.demux(video=0) if p.size]
+    pts = sorted(r[0] for r in rows)
+    keys = sorted((r[0], min(r[0], r[1])) for r in rows if r[2])
+    return pts, [pts.index(k) for k, _ in keys], [d for _, d in keys]
+
+
+@pytest.mark.parametrize("name", ["h264", "h264_faststart"])
+def test_regular_packet_table_is_nine_numbers_that_give_the_table_back(videos, name, monkeypatch):
+    """Fixed-GOP constant-rate files: the index keeps the packet table as 9 numbers; expanded, they give the
+    demuxer's pts and keyframes exactly, and a read given them decodes the same frames without demuxing."""
+    info = probe_video(str(videos[name]))
+    assert info.packets is not None and len(info.packets) == 9
+    table = pyav_decode.expand_table(info.packets, info.codec)
+    pts, key_index, key_dts = _demuxed(videos[name])
+    assert table.pts.tolist() == pts and table.key_index.tolist() == key_index and table.key_dts.tolist() == key_dts
+    assert table.num_packets == N and table.seekable and table.codec == info.codec
+    ref = full_decode(videos[name])
+    monkeypatch.setattr(pyav_decode, "read_packet_table", lambda *a: pytest.fail("demuxed although given a table"))
+    pyav_decode.clear_table_cache()
+    frames = decode_frame_list(str(videos[name]), SCATTERED, table=table)
+    np.testing.assert_array_equal(np.stack(frames), ref[SCATTERED])
+
+
+@pytest.mark.parametrize("name", ["vfr", "vp9", "hevc", "h264_avi", "mpeg4_avi", "cut_h264_faststart"])
+def test_irregular_or_untrusted_tables_are_not_kept(videos, name):
+    """Uneven pts (VFR; WebM's 1 ms timestamps at 30 fps), keyframe dts that do not all sit the same distance
+    before their pts (this x265 stream), no usable pts (AVI with B-frames, MPEG-4 Part 2) or a damaged tail:
+    each read demuxes."""
+    info = probe_video(str(videos[name]))
+    assert info.status == "ok" and info.packets is None
+
+
+def test_index_lines_from_before_packets_still_load(videos, tmp_path):
+    """An index written before `packets` existed is reused as it is (no re-probe of a whole dataset)."""
+    info = probe_video(str(videos["h264"]))
+    row = {k: v for k, v in dataclasses.asdict(info).items() if k != "packets"}
+    cache = tmp_path / "old.index.jsonl"
+    cache.write_text(json.dumps({"v": video_index.INDEX_VERSION, **row}) + "\n")
+    assert load_index(str(cache)) == {info.path: dataclasses.replace(info, packets=None)}
 
 
 @pytest.mark.timeout(10)

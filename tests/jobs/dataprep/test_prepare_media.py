@@ -30,12 +30,14 @@ from tests.helpers import ROOT as REPO
 GOOD = {"cls_a/v1.mp4": (16, 96, 72), "cls_a/v2.mp4": (12, 96, 72), "cls_b/v3.mp4": (20, 72, 96)}
 
 
-def make_video(path: Path, n: int, w: int, h: int, rate: int = 25) -> None:
-    """A white square moving right on black: n frames, w x h, H.264 yuv420p."""
+def make_video(path: Path, n: int, w: int, h: int, rate: int = 25, gop: int | None = None) -> None:
+    """A white square moving right on black: n frames, w x h, H.264 yuv420p (`gop`: a keyframe every gop frames)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        if gop:
+            stream.options = {"x264-params": f"keyint={gop}:min-keyint={gop}:scenecut=0"}
         for i in range(n):
             img = np.zeros((h, w, 3), np.uint8)
             img[h // 4: h // 4 + 16, 2 * i: 2 * i + 16] = 255
@@ -135,6 +137,17 @@ def test_resize_writes_only_unreferenced_b_frames(videos, tmp_path):
             b_frames += sum(f.pict_type == av.video.frame.PictureType.B for f in c.decode(s))
     assert b_frames > 0 and unreferenced == b_frames
     assert b"b_pyramid=0" in (dst / "cls_a/v1.mp4").read_bytes()
+
+
+def test_resize_keeps_its_gop_whatever_the_source_gop(tmp_path):
+    """The source's keyframes (every 5 frames here) must not reappear in the output: a keyframe every --gop frames
+    exactly (the video index then keeps the packet table as 9 numbers, pipelines/pyav_decode.regular_table)."""
+    make_video(tmp_path / "src/a.mp4", 30, 64, 48, gop=5)
+    assert probe(tmp_path / "src/a.mp4")[4] == [0, 5, 10, 15, 20, 25]
+    result = CliRunner().invoke(cli, ["prepare", "resize", str(tmp_path / "src"), str(tmp_path / "out"),
+                                      "--short-side", "48", "--gop", "8", "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert probe(tmp_path / "out/a.mp4")[4] == [0, 8, 16, 24]
 
 
 def test_resize_exact_size_and_cfr_from_vfr(tmp_path):
