@@ -34,7 +34,8 @@ def cut_views(frames: list[np.ndarray], views_: list, layout) -> list[list[np.nd
                 view = views_[members[0]]
                 pixels = _cut(frame, view.box, w, h)
                 for c in members:
-                    out[c].append(np.ascontiguousarray(pixels[:, ::-1]) if views_[c].mirror else pixels)
+                    # OpenCV's flip: 8 us per 224 x 224 view against 270 us for numpy's reversed-stride copy
+                    out[c].append(cv2.flip(pixels, 1) if views_[c].mirror else pixels)
     finally:
         cv2.setNumThreads(threads)
     return out
@@ -60,7 +61,9 @@ class WorkerViews(Variant):
     host_work = "copy to torch (the workers cut the views)"   # what the loader adds after the graph (tsn profile)
 
     def columns(self, source) -> list[Column]:
-        return [Column(name, np.uint8) for name in parts.view_names(source.layout)] + [Column("index", np.int64)]
+        # Each view is already its own (out_h, out_w, 3) uint8 array: handed on as a list (DALI copies each into
+        # shared memory anyway), not stacked into one batch array first (a 9.6 MB copy per 8-clip batch).
+        return [Column(name) for name in parts.view_names(source.layout)] + [Column("index", np.int64)]
 
     def emit(self, columns: dict, source, index: int, clip, views_: list, drawn: dict):
         for name, pixels in zip(parts.view_names(source.layout), cut_views(clip.data, views_, source.layout)):

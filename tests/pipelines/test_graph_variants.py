@@ -29,6 +29,9 @@ PROTOCOLS = {
               ["test.sampler.num_sample_positions=2"]),
     "flow_flip": ("tsn_r50_320p_1x1x3_110e_kinetics400_flow", "train", "flow", ["train.augment.flip_ratio=1.0"]),
     "video_pyav": ("tsn_r50_video_1x1x8_100e_kinetics400_rgb", "val", "videos", ["data.decoder=pyav"]),
+    # MultiScaleCrop and every view mirrored, cut in the PyAV workers (pipelines/variants/worker_views.py)
+    "video_pyav_flip": ("tsn_r50_video_1x1x8_100e_kinetics400_rgb", "train", "videos",
+                        ["data.decoder=pyav", "train.augment.flip_ratio=1.0"]),
 }
 # Not here: DALI's video decoder (data.decoder=dali). Its loaders run the device variant whether or not gpu_graph is
 # set (test_per_video_sources_have_one_variant), so a case would compare a graph with itself; the DALI video graph
