@@ -16,12 +16,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Column:
-    """One output of the external source: dense columns are one (N, ...) array of `dtype` per batch; the others a list
-    of per-sample arrays: ragged ones (encoded bytes, frame indices: sizes differ per sample) and samples that are
-    already arrays of their own (views cut in the workers: stacking them would only add a copy)."""
+    """One output of the external source: dense columns are one (N, ...) array of `dtype` per batch; ragged ones
+    (encoded bytes, frame indices: sizes differ per sample) a list of arrays."""
 
     name: str
-    dtype: type | None = None      # None: a list of arrays
+    dtype: type | None = None      # None: ragged
 
 
 class Variant:

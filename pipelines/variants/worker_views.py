@@ -61,9 +61,7 @@ class WorkerViews(Variant):
     host_work = "copy to torch (the workers cut the views)"   # what the loader adds after the graph (tsn profile)
 
     def columns(self, source) -> list[Column]:
-        # Each view is already its own (out_h, out_w, 3) uint8 array: handed on as a list (DALI copies each into
-        # shared memory anyway), not stacked into one batch array first (a 9.6 MB copy per 8-clip batch).
-        return [Column(name) for name in parts.view_names(source.layout)] + [Column("index", np.int64)]
+        return [Column(name, np.uint8) for name in parts.view_names(source.layout)] + [Column("index", np.int64)]
 
     def emit(self, columns: dict, source, index: int, clip, views_: list, drawn: dict):
         for name, pixels in zip(parts.view_names(source.layout), cut_views(clip.data, views_, source.layout)):
