@@ -94,15 +94,15 @@ def video_indices(record: VideoRecord, indices: np.ndarray) -> np.ndarray:
 @dataclass(frozen=True)
 class PyAVReader:
     timeout_s: float = 30.0
-    # path -> (codec, pyav_decode.regular_table as 9 int64 bytes) from the video index: those reads skip the demux
+    # path -> (codec, regular packet table) from the video index (video_index.packet_tables): those reads skip the demux
     tables: dict[str, tuple[str, bytes]] = field(default_factory=dict, repr=False)
     kind = ReaderKind.DECODED
 
     def read(self, record: VideoRecord, indices: np.ndarray) -> Clip:
-        from .pyav_decode import decode_frame_list, expand_table
+        from .pyav_decode import decode_frame_list
         from .timeout import DecodeTimeout, call_with_timeout
-        known = self.tables.get(record.path)
-        table = None if known is None else expand_table(np.frombuffer(known[1], np.int64), known[0])
+        from .video_index import indexed_table
+        table = indexed_table(self.tables, record.path)
         try:
             frames = call_with_timeout(decode_frame_list, self.timeout_s, record.path,
                                        video_indices(record, indices), table=table)

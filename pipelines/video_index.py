@@ -27,6 +27,7 @@ from tqdm import tqdm
 from pipelines import jsonl_cache, packed
 from pipelines.pyav_decode import (
     VideoDecodeError,
+    expand_table,
     iter_frames,
     open_video,
     read_packet_table,
@@ -196,6 +197,12 @@ def packet_tables(infos: dict[str, VideoInfo]) -> dict[str, tuple[str, bytes]]:
     reader is given (pipelines/readers.py); bytes, because a list of 9 ints costs ~3x the memory per video."""
     return {p: (i.codec, np.asarray(i.packets, np.int64).tobytes()) for p, i in infos.items()
             if i.status == "ok" and i.packets}
+
+
+def indexed_table(tables: dict[str, tuple[str, bytes]], path: str):
+    """The PacketTable that `packet_tables` keeps for `path` (pyav_decode.PacketTable), or None: the read demuxes."""
+    known = tables.get(path)
+    return None if known is None else expand_table(np.frombuffer(known[1], np.int64), known[0])
 
 
 # ---------------------------------------------------------------- cache (JSON lines beside the list)

@@ -127,8 +127,7 @@ def video_ceiling(source, *, workers: int, batches: int) -> Timing:
     """Our PyAV decoder alone (pipelines/pyav_decode.py, what the loader's Python workers run) on the clips of the
     source's first `batches` batches, spread over `workers` spawned processes, each read with the packet table the
     video index has for it, else without a cached one (in training every video is read once per epoch); items are
-    clips. jobs/profiling/video_decode_bench.py
-    times the same calls against decord and torchcodec."""
+    clips. jobs/profiling/video_decode_bench.py times the same calls against decord and torchcodec."""
     from jobs.profiling.video_decode_bench import Clip, Ours, time_run
     from pipelines.sampling import video_rng
     from pipelines.sharding import loadable

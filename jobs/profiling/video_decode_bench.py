@@ -169,11 +169,10 @@ class Ours:
 
     def __call__(self, path: str, indices: np.ndarray) -> list[np.ndarray]:
         from pipelines import pyav_decode
+        from pipelines.video_index import indexed_table
         pyav_decode.clear_table_cache()          # a real epoch reads each video once: no cached table
-        known = self.tables.get(path)
-        table = None if known is None else pyav_decode.expand_table(np.frombuffer(known[1], np.int64), known[0])
         return pyav_decode.decode_frame_list(path, indices, options=self.options or pyav_decode.DEFAULT_OPTIONS,
-                                             table=table)
+                                             table=indexed_table(self.tables, path))
 
 
 @dataclass(frozen=True)
