@@ -75,7 +75,9 @@ def dead_workers(pipeline) -> list[str]:
 
 
 def _stop_workers(pipeline):
-    """SIGTERM, then SIGKILL for a worker still alive a second later (one stuck in a C call may ignore SIGTERM)."""
+    """SIGTERM, then SIGKILL for a worker still alive a second later (one stuck in a C call may ignore SIGTERM).
+    A killed process cannot refuse to die; on a loaded machine its reaping can take longer than a second, so the
+    last wait is longer (seen in CI: a worker still unreaped 1 s after SIGKILL)."""
     alive = [p for p in worker_processes(pipeline) if p.exitcode is None]
     for process in alive:
         process.terminate()
@@ -83,7 +85,7 @@ def _stop_workers(pipeline):
         process.join(1.0)
         if process.exitcode is None:
             process.kill()
-            process.join(1.0)
+            process.join(10.0)
 
 
 def run_guarded(pipeline, timeout_s: float | None, describe: Callable[[], str], *args):
