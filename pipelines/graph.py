@@ -12,15 +12,17 @@ is nearly free there and moves 4x fewer bytes).
 from __future__ import annotations
 
 import gc
+import logging
 
 from nvidia.dali import fn, pipeline_def
 
+from . import workers
 from .defaults import Decoding
 from .layout import ClipLayout
 from .plan import check_backend
 from .source import ClipSource
 from .variants.base import Variant
-from .workers import dali_workers_die_with_parent, start_method
+from .workers import WorkersDidNotStart, dali_workers_die_with_parent, killed_if_not_started, start_method
 
 DECODE_ONLY = ("frames", "index")      # outputs of a decode-only pipeline
 
@@ -60,14 +62,18 @@ def build_pipeline(source: ClipSource, *, backend: str, decoding: Decoding, num_
         out["index"] = nodes["index"]
         return tuple(out[name] for name in names)
 
-    pipe = graph()
-    if py_workers > 0:
-        start_workers(pipe)
-    return pipe
+    if py_workers == 0:
+        return graph()
+    try:
+        return start_workers(graph())
+    except WorkersDidNotStart as err:        # once more, with a fresh pipeline (pipelines/workers.py)
+        logging.getLogger(__name__).warning("%s; starting them again", err)
+    return start_workers(graph())
 
 
 def start_workers(pipe):
     """Start the Python workers now: before any CUDA context exists in this process, and with no garbage around.
+    Returns `pipe`, or raises WorkersDidNotStart when they did not report in within START_TIMEOUT_S.
 
     A forked worker inherits every object of the parent. If one of them is an unreachable DALI Pipeline (from an
     earlier loader) the worker's garbage collector destroys it, DALI segfaults in that shutdown, and the parent
@@ -75,10 +81,22 @@ def start_workers(pipe):
     (Spawned workers inherit nothing; the freeze is harmless there.) Every worker dies with this process
     (pipelines/workers.py).
     """
+    timeout_s = workers.START_TIMEOUT_S
     gc.collect()
     gc.freeze()
     try:
-        with dali_workers_die_with_parent():
-            pipe.start_py_workers()
+        with dali_workers_die_with_parent(), killed_if_not_started(timeout_s) as killed:
+            try:
+                pipe.start_py_workers()
+            except RuntimeError as err:
+                if not killed:
+                    raise
+                error = err
+            else:
+                error = None
     finally:
         gc.unfreeze()
+    if killed:
+        raise WorkersDidNotStart(f"DALI's data workers (pid {', '.join(map(str, killed))}) did not start within "
+                                 f"{timeout_s:g} s and were killed") from error
+    return pipe

@@ -18,6 +18,8 @@ import threading
 import time
 from contextlib import contextmanager
 
+from .errors import UserError
+
 
 def cuda_driver_initialized() -> bool:
     """DALI's own test, the one its worker pool applies before forking."""
@@ -51,15 +53,25 @@ PR_SET_PDEATHSIG = 1      # <linux/prctl.h>
 GRACE_S = 5.0             # how long a worker may spend cleaning up after its parent's death before it is killed
 
 
+_prctl = []      # [libc's prctl] once resolved, [None] where there is none
+
+
+def _resolve_prctl():
+    """libc's prctl, looked up once. A forked child must not dlopen/dlsym: the dynamic loader's lock may have been
+    held by another thread of the parent at the fork, and the child would wait for it forever. So the parent resolves
+    it before forking (`dali_workers_die_with_parent`) and the child only calls it."""
+    if not _prctl:
+        try:
+            _prctl.append(ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None)
+        except (OSError, AttributeError):
+            _prctl.append(None)
+    return _prctl[0]
+
+
 def _prctl_pdeathsig(sig: int) -> bool:
     """Ask the kernel to send `sig` to this process when its parent dies; False where prctl does not exist."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
-    except (OSError, AttributeError):
-        return False
+    prctl = _resolve_prctl()
+    return prctl is not None and prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
 
 
 def _expected_parent() -> int | None:
@@ -175,11 +187,58 @@ def dali_workers_die_with_parent():
     if not _hooked:
         os.register_at_fork(after_in_child=_after_fork_in_child)
         _hooked.append(True)
+    _resolve_prctl()
     _arming.ppid = os.getpid()
     try:
         yield
     finally:
         _arming.ppid = None
+
+
+# ------------------------------------------------------------------------------------------------ starting in time
+#
+# DALI's pool waits for every new worker to report in on a shared-memory queue, with no time limit
+# (nvidia/dali/_multiproc/pool.py `_sync_initialized_workers`, DALI 2.4), and a signal delivered to another thread
+# does not wake that wait. A worker that never reports (a forked child stuck on a lock another thread of the parent
+# held at the fork) kept `build_loader` waiting forever, seen once as a hung CI run. The pool's own observer ends the
+# wait when a worker exits, so a worker late past START_TIMEOUT_S is killed, and the builder tries again.
+
+START_TIMEOUT_S = 120.0   # a forked worker reports in within milliseconds; a spawned one imports torch first
+
+
+class WorkersDidNotStart(UserError, RuntimeError):
+    """DALI's Python workers did not report in within START_TIMEOUT_S; they were killed."""
+
+
+@contextmanager
+def killed_if_not_started(timeout_s: float):
+    """Around DALI's `start_py_workers()`: a process this process starts inside the block and that is still alive
+    `timeout_s` later is SIGKILLed. Yields the list of killed pids (empty when the start was in time); a non-empty
+    list means the pool is unusable, even if the start call returned."""
+    before = {p.pid for p in multiprocessing.active_children()}
+    killed: list[int] = []
+    done = threading.Event()
+    lock = threading.Lock()
+
+    def watch():
+        if done.wait(timeout_s):
+            return
+        with lock:
+            if done.is_set():
+                return
+            for process in multiprocessing.active_children():
+                if process.pid not in before:
+                    killed.append(process.pid)
+                    process.kill()
+
+    watcher = threading.Thread(target=watch, name="dali-worker-start", daemon=True)
+    watcher.start()
+    try:
+        yield killed
+    finally:
+        with lock:
+            done.set()
+        watcher.join()
 
 
 def arm_spawned_worker():

@@ -1,11 +1,49 @@
 """Shared fixtures and the `gpu` marker's automatic skip."""
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+
+# pytest-timeout's signal method cannot end a test whose main thread waits in C code while the SIGALRM lands on
+# another thread (DALI, torch and our watchdogs all run threads): one such hang kept a CI run waiting until its
+# 90-minute limit, with no clue where. So a test still running HARD_STOP_AFTER_S past its own timeout makes
+# faulthandler print every thread's stack to the real stderr and end the run: a red CI that says where it hung.
+HARD_STOP_AFTER_S = float(os.environ.get("TSN_TEST_HARD_STOP_S", 60))
+_real_stderr = pytest.StashKey()
+
+
+def pytest_configure(config):
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is None:
+        config.stash[_real_stderr] = sys.stderr
+        return
+    with capture.global_and_fixture_disabled():
+        config.stash[_real_stderr] = os.fdopen(os.dup(sys.stderr.fileno()), "w")
+
+
+def _timeout_s(item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    return float(item.config.getini("timeout") or 0)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    timeout = _timeout_s(item)
+    if timeout > 0:
+        faulthandler.dump_traceback_later(timeout + HARD_STOP_AFTER_S, exit=True,
+                                          file=item.config.stash[_real_stderr])
+    try:
+        yield
+    finally:
+        if timeout > 0:
+            faulthandler.cancel_dump_traceback_later()
 
 
 def pytest_collection_modifyitems(config, items):

@@ -3,6 +3,7 @@ time, instead of DALI's bare "Worker data receiving interrupted" or a hang."""
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import os
 import signal
 import time
@@ -12,6 +13,7 @@ import pytest
 from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
 from pipelines.loader import ClipLoader, LoaderStalled, WorkerDied, worker_processes
+from pipelines.workers import WorkersDidNotStart
 from tests.helpers import synthetic_overrides
 
 BOUND_S = 60          # generous: the machine may be loaded; the timeout under test is a few seconds
@@ -74,3 +76,56 @@ def test_stalled_source_times_out_with_what_it_was_loading(synthetic_root):
     assert "no batch for 3 s" in str(err.value) and "batch 2 of epoch 1" in str(err.value)
     assert second.source in str(err.value)
     assert all(p.exitcode is not None for p in worker_processes(pipe))     # the stuck worker was stopped
+
+
+# A forked DALI worker that never reports in (stuck in an at-fork hook, as a child stuck on a lock the parent held at
+# the fork would be). The hooks are registered once and stay inert while HANG is empty; after_in_parent consumes
+# one "hang the next fork" token per fork.
+HANG: list[str] = []
+
+
+def _hang_in_child():
+    if HANG:
+        time.sleep(3600)
+
+
+def _forked_in_parent():
+    if HANG and HANG[0] == "once":
+        HANG.pop()
+
+
+@pytest.fixture
+def hanging_fork(monkeypatch):
+    from pipelines import workers
+    if not getattr(_hang_in_child, "registered", False):
+        os.register_at_fork(after_in_child=_hang_in_child, after_in_parent=_forked_in_parent)
+        _hang_in_child.registered = True
+    monkeypatch.setattr(workers, "START_TIMEOUT_S", 3.0)
+    yield HANG
+    HANG.clear()
+
+
+def _new_children(before: set[int]) -> set[int]:
+    return {p.pid for p in multiprocessing.active_children()} - before
+
+
+def test_a_worker_that_never_starts_is_killed_and_the_start_retried(synthetic_root, hanging_fork, caplog):
+    before = {p.pid for p in multiprocessing.active_children()}
+    hanging_fork.append("once")
+    start = time.monotonic()
+    loader = build_loader(small_cfg(synthetic_root), "train")
+    assert 3.0 <= time.monotonic() - start < BOUND_S
+    assert "did not start within 3 s and were killed; starting them again" in caplog.text
+    batch = next(iter(loader))
+    assert batch.clips.shape[0] == 4
+    assert _new_children(before) == {p.pid for p in worker_processes(loader.pipeline)}   # the stuck one is gone
+
+
+def test_workers_that_never_start_end_in_a_clear_error(synthetic_root, hanging_fork):
+    before = {p.pid for p in multiprocessing.active_children()}
+    hanging_fork.append("always")
+    start = time.monotonic()
+    with pytest.raises(WorkersDidNotStart, match=r"DALI's data workers \(pid \d+\) did not start within 3 s"):
+        build_loader(small_cfg(synthetic_root), "train")
+    assert 6.0 <= time.monotonic() - start < BOUND_S          # two tries of 3 s each
+    assert not _new_children(before)
