@@ -21,6 +21,7 @@ from .defaults import Decoding
 from .layout import ClipLayout
 from .plan import check_backend
 from .source import ClipSource
+from .timeout import end_idle_threads
 from .variants.base import Variant
 from .workers import WorkersDidNotStart, dali_workers_die_with_parent, killed_if_not_started, start_method
 
@@ -78,10 +79,12 @@ def start_workers(pipe):
     A forked worker inherits every object of the parent. If one of them is an unreachable DALI Pipeline (from an
     earlier loader) the worker's garbage collector destroys it, DALI segfaults in that shutdown, and the parent
     then waits for the dead worker forever. So: collect first, and freeze what survives out of the workers' GC.
-    (Spawned workers inherit nothing; the freeze is harmless there.) Every worker dies with this process
-    (pipelines/workers.py).
+    (Spawned workers inherit nothing; the freeze is harmless there.) The child also tears down the state of every
+    other thread of this process, so the idle decode threads end first (pipelines/timeout.py end_idle_threads:
+    FFmpeg state torn down in a child hung it). Every worker dies with this process (pipelines/workers.py).
     """
     timeout_s = workers.START_TIMEOUT_S
+    end_idle_threads()          # a forked child must not tear down a parent thread's FFmpeg state (timeout.py)
     gc.collect()
     gc.freeze()
     try:

@@ -38,7 +38,8 @@ T = TypeVar("T")
 
 _abandoned: set[threading.Thread] = set()
 _lock = threading.Lock()
-_local = threading.local()       # the calling thread's decode thread: (pid, _DecodeThread)
+_local = threading.local()       # the calling thread's decode thread (a _DecodeThread)
+_live: set = set()               # this process's decode threads not told to end (end_idle_threads)
 
 
 class DecodeTimeout(TimeoutError):
@@ -56,6 +57,9 @@ class _DecodeThread:
 
     def __init__(self, label: str):
         self.calls: queue.SimpleQueue = queue.SimpleQueue()
+        self.pid = os.getpid()
+        self.busy = False           # a call was handed over and its reply not yet taken (under _lock)
+        self.ended = False          # told to end: no call may be handed to it any more (under _lock)
         self.thread = threading.Thread(target=self._serve, name=f"decode-timeout:{label}"[:60], daemon=True)
         self.thread.start()
 
@@ -73,10 +77,48 @@ class _DecodeThread:
 
 
 def _decode_thread(label: str) -> _DecodeThread:
+    """The calling thread's decode thread, marked busy (the caller hands it one call)."""
     held = getattr(_local, "held", None)
-    if held is None or held[0] != os.getpid() or not held[1].thread.is_alive():
-        held = _local.held = (os.getpid(), _DecodeThread(label))
-    return held[1]
+    with _lock:
+        if held is not None and held.pid == os.getpid() and not held.ended and held.thread.is_alive():
+            held.busy = True
+            return held
+    held = _DecodeThread(label)
+    with _lock:
+        _live.add(held)
+        held.busy = True
+    _local.held = held
+    return held
+
+
+def end_idle_threads(timeout_s: float = 5.0) -> None:
+    """End this process's idle decode threads; call it before forking.
+
+    A forked child clears the state of every thread of its parent except the forking one. An idle decode thread's
+    state can hold FFmpeg objects from its last call; one of them was a swscale context with slice threads, whose
+    teardown in the child waits forever on a condition variable that the parent's slice threads were waiting on
+    at the fork (seen in a hung CI run: the DALI worker never started). Ended here, in the parent, the thread
+    frees those objects where their threads exist. A thread busy with a call (a timed-out one included) is left
+    alone; the caller's next call starts a new thread."""
+    with _lock:
+        idle = [t for t in _live if t.pid == os.getpid() and not t.busy and not t.ended]
+        for worker in idle:
+            worker.ended = True
+            worker.calls.put(None)
+        _live.difference_update(idle)
+    for worker in idle:
+        worker.thread.join(timeout_s)
+
+
+def _forget_parent_threads() -> None:
+    """In a forked child: the parent's decode threads do not exist here, and the lock may have been held by a
+    parent thread at the fork."""
+    global _lock
+    _lock = threading.Lock()
+    _live.clear()
+
+
+os.register_at_fork(after_in_child=_forget_parent_threads)
 
 
 def call_with_timeout(fn: Callable[..., T], seconds: float | None, *args: Any,
@@ -98,9 +140,13 @@ def call_with_timeout(fn: Callable[..., T], seconds: float | None, *args: Any,
         _local.held = None
         worker.calls.put(None)
         with _lock:
+            worker.ended = True
+            _live.discard(worker)
             _abandoned.add(worker.thread)
         raise DecodeTimeout(label or (str(args[0]) if args else getattr(fn, "__name__", "call")),
                             seconds) from None
+    with _lock:
+        worker.busy = False
     if not ok:
         raise value
     return value

@@ -21,7 +21,7 @@ from pipelines.pyav_decode import (
     decode_frame_list,
     decode_sampled_frames,
 )
-from pipelines.timeout import DecodeTimeout, abandoned_calls, call_with_timeout
+from pipelines.timeout import DecodeTimeout, abandoned_calls, call_with_timeout, end_idle_threads
 from pipelines.video_index import build_index, load_index, probe_video
 
 N, W, H, FPS = 60, 96, 64, 30
@@ -462,3 +462,28 @@ def test_call_with_timeout_keeps_one_thread_and_retires_an_abandoned_one():
     worker.start()
     worker.join()
     assert seen[0] is not third              # another calling thread has its own decode thread
+
+
+@pytest.mark.timeout(30)
+def test_end_idle_threads_ends_the_idle_ones_and_spares_a_busy_one():
+    """Before a fork (pipelines/graph.py start_workers): idle decode threads end, one busy with a call finishes it."""
+    import threading
+
+    def current():
+        return threading.current_thread()
+    idle = call_with_timeout(current, 5.0)               # this thread's decode thread, idle again
+    started, release, busy = threading.Event(), threading.Event(), []
+
+    def blocking():
+        started.set()
+        release.wait(10)
+        return threading.current_thread()
+    caller = threading.Thread(target=lambda: busy.append(call_with_timeout(blocking, 20.0)))
+    caller.start()
+    assert started.wait(5)
+    end_idle_threads()
+    assert not idle.is_alive()
+    release.set()
+    caller.join(10)
+    assert busy and busy[0].is_alive()                   # its call returned, and it still serves its caller
+    assert call_with_timeout(current, 5.0) not in (idle, busy[0])    # this caller gets a new one

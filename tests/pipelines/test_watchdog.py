@@ -6,13 +6,17 @@ import dataclasses
 import multiprocessing
 import os
 import signal
+import threading
 import time
 
+import av
 import pytest
+from av.video.reformatter import VideoReformatter
 
 from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
 from pipelines.loader import ClipLoader, LoaderStalled, WorkerDied, worker_processes
+from pipelines.timeout import call_with_timeout
 from pipelines.workers import WorkersDidNotStart
 from tests.helpers import synthetic_overrides
 
@@ -129,3 +133,30 @@ def test_workers_that_never_start_end_in_a_clear_error(synthetic_root, hanging_f
         build_loader(small_cfg(synthetic_root), "train")
     assert 6.0 <= time.monotonic() - start < BOUND_S          # two tries of 3 s each
     assert not _new_children(before)
+
+
+HELD = threading.local()
+
+
+def _convert_and_keep(path: str) -> int:
+    """Runs in a decode thread: converts one frame with a 2-thread swscale context and keeps the converter in this
+    thread's local state, as FFmpeg state was found kept by an idle decode thread when a CI run hung."""
+    with av.open(path) as container:
+        frame = next(container.decode(video=0))
+        HELD.reformatter = VideoReformatter()
+        HELD.reformatter.reformat(frame, format="rgb24", threads=2)
+    return frame.width
+
+
+def test_workers_start_after_a_decode_thread_kept_ffmpeg_threads(synthetic_root, monkeypatch):
+    """A forked child tears down every other thread's state; a swscale context with slice threads torn down there
+    waits forever. Building a loader ends the idle decode threads first (pipelines/timeout.py end_idle_threads)."""
+    from pipelines import workers
+    monkeypatch.setattr(workers, "START_TIMEOUT_S", 5.0)
+    video = str(next((synthetic_root / "videos").glob("*.mp4")))
+    assert call_with_timeout(_convert_and_keep, 30, video) > 0
+    start = time.monotonic()
+    loader = build_loader(small_cfg(synthetic_root), "train")       # WorkersDidNotStart after 10 s without the fix
+    assert time.monotonic() - start < 5.0
+    assert next(iter(loader)).clips.shape[0] == 4
+    assert call_with_timeout(_convert_and_keep, 30, video) > 0       # decoding with a timeout still works after
