@@ -1,17 +1,17 @@
-"""The CPU's variant for RGB frame pipelines: integer crop boxes are resampled by the loader, not by DALI.
+"""The CPU's variant for RGB frame pipelines: DALI decodes, the loader cuts every view.
 
 On the CPU backend DALI's resize cost more than JPEG decoding itself, while OpenCV's uint8 bilinear kernel does the
-same arithmetic several times cheaper (docs/PERFORMANCE.md). So, per box group and sample:
-  * a fractional box (RandomResizedCrop after a resize, a truncated CenterCrop) is still resampled in the graph, once,
-    unflipped, at the output size (parts.resample);
-  * an integer box leaves the graph as decoded pixels plus its corner/extent, and `assemble` cuts and resamples it
-    with OpenCV's INTER_LINEAR: bilinear, half-pixel centres, no antialias (DALI's rule too);
-  * every view is flipped by its own flag while it is written into the batch.
+same arithmetic several times cheaper (docs/PERFORMANCE.md). So the graph only decodes, and `assemble` cuts each box
+group's view from the decoded frame with `parts.cut_box` (a slice, OpenCV's INTER_LINEAR resize of an integer box, or
+a warpAffine from source coordinates for a fractional one: bilinear, half-pixel centres, no antialias, as
+MMAction2's mmcv.imresize and DALI's resize), and flips each view by its own flag while it writes it into the batch.
+No per-sample branch in the graph: a DALI conditional that chose between "slice" and "resample" per box cost 4 of 23
+CPU ms per 25x3 test clip.
 roi_decode (single-view pipelines): only the box is decoded when it is integral (the decoded window is the view),
 else the box plus a 1 px interpolation margin.
 
-Outputs: frames (N, H, W, 3) as decoded; per box group u: resized{u} (N, out_h, out_w, 3) or a 1 x 1 placeholder,
-sliced{u} (N,) bool, corner{u} (N, 2) xy, extent{u} (N, 2) wh; per crop c: mirror{c} (N,); index (N,).
+Outputs: frames (N, H, W, 3) as decoded; boxes (N, G, 4) float32, each box group's (x1, y1, x2, y2) relative to the
+decoded image; mirror (N, crops) uint8; index (N,).
 """
 from __future__ import annotations
 
@@ -20,13 +20,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from nvidia.dali import fn
 
 from ..readers import ReaderKind
 from . import parts
 from .base import Column, Variant
-
-PER_BOX = ("resized", "sliced", "corner", "extent")
 
 
 def _numpy(tensor_list) -> np.ndarray:
@@ -34,26 +31,16 @@ def _numpy(tensor_list) -> np.ndarray:
     return torch.from_dlpack(tensor_list.as_tensor()).numpy()
 
 
-def _resample(hwc: np.ndarray, w: int, h: int) -> np.ndarray:
-    """(h_i, w_i, 3) uint8 -> (h, w, 3) uint8 (the input itself when the size already matches).
-
-    OpenCV's INTER_LINEAR is the resample MMAction2 itself uses (mmcv.imresize, cv2 backend): half-pixel centres, no
-    antialias, fixed-point uint8; measured 2x cheaper than torch's uint8 bilinear kernel on 224 x 224 outputs."""
-    if hwc.shape[:2] == (h, w):
-        return hwc
-    return cv2.resize(hwc, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 @dataclass(frozen=True)
 class HostResample(Variant):
     roi_decode: bool = False
 
     name = "host resample"
-    host_work = "resample integer boxes + flip + copy to torch"   # what the loader adds after the graph (tsn profile)
+    host_work = "cut + resample every box + flip + copy to torch"   # what the loader adds after the graph (tsn profile)
 
     def columns(self, source) -> list[Column]:
         cols = parts.decoder_columns(ReaderKind.JPEG, window=self.roi_decode)
-        return cols + parts.box_columns(source.layout, flow=False) + [Column("index", np.int64)]
+        return cols + [Column("boxes", np.float32), Column("mirror", np.uint8), Column("index", np.int64)]
 
     def emit(self, columns: dict, source, index: int, clip, views: list, drawn: dict):
         layout = source.layout
@@ -65,9 +52,13 @@ class HostResample(Variant):
             window = (tuple(int(v) for v in views[0].box) if exact else
                       parts.margin_window(views[0], clip.width, clip.height))
         parts.emit_decoder(columns, clip, ReaderKind.JPEG, n, window)
-        # The loader flips every view itself: no flip in the ROI.
-        parts.emit_boxes(columns, views, layout, n, origin=window[:2] if window else (0, 0), mirror_in_roi=False,
-                         sliced=parts.is_integral, flow=False)
+        x0, y0 = window[:2] if window else (0, 0)
+        boxes = []
+        for members in layout.groups:
+            x1, y1, x2, y2 = views[members[0]].box
+            boxes.append((x1 - x0, y1 - y0, x2 - x0, y2 - y0))
+        columns["boxes"] += [boxes] * n
+        columns["mirror"] += [[int(view.mirror) for view in views]] * n
         columns["index"] += [index] * n
 
     def decoded(self, nodes: dict, source, backend: str, decoding):
@@ -75,27 +66,11 @@ class HostResample(Variant):
                             window=self.roi_decode)
 
     def graph(self, nodes: dict, source, backend: str, decoding) -> dict:
-        layout = source.layout
-        images = self.decoded(nodes, source, backend, decoding)
-        out = {"frames": images}
-        for u in range(len(layout.groups)):
-            # Each branch binds one name: DALI's conditionals merge names. An integer box still has to yield a node:
-            # a 1 x 1 placeholder the loader ignores.
-            if nodes[f"sliced{u}"]:
-                resized = fn.slice(images, nodes[f"corner{u}"], [1, 1], axes=[1, 0])
-            else:
-                resized = parts.resample(images, nodes, u, layout)
-            out[f"resized{u}"] = resized
-            for kind in ("sliced", "corner", "extent"):
-                out[f"{kind}{u}"] = nodes[f"{kind}{u}"]
-        for c in range(layout.crops):
-            out[f"mirror{c}"] = nodes[f"mirror{c}"]
-        return out
+        return {"frames": self.decoded(nodes, source, backend, decoding), "boxes": nodes["boxes"],
+                "mirror": nodes["mirror"]}
 
     def output_names(self, layout) -> tuple[str, ...]:
-        groups = range(len(layout.groups))
-        names = ["frames"] + [f"{kind}{u}" for kind in PER_BOX for u in groups]
-        return (*names, *(f"mirror{c}" for c in range(layout.crops)), "index")
+        return ("frames", "boxes", "mirror", "index")
 
     def assemble(self, named: dict, layout, videos: int, empty=None) -> torch.Tensor:
         """Named CPU outputs of one batch -> (B, V, 3, H, W) uint8 clips.
@@ -106,10 +81,8 @@ class HostResample(Variant):
         """
         w, h, vpc = layout.out_w, layout.out_h, layout.views_per_crop
         frames = named["frames"]
-        flags = [_numpy(named[f"mirror{c}"]).reshape(-1).tolist() for c in range(layout.crops)]
-        per_box = [tuple(_numpy(named[f"{kind}{u}"]) for kind in ("sliced", "corner", "extent"))
-                   for u in range(len(layout.groups))]
-        resized = [named[f"resized{u}"] for u in range(len(layout.groups))]
+        boxes = _numpy(named["boxes"]).tolist()          # per sample: G boxes (x1, y1, x2, y2)
+        flags = _numpy(named["mirror"]).tolist()         # per sample: one 0/1 per crop
         shape = (videos, layout.crops, vpc, 3, h, w)
         out = torch.empty(shape, dtype=torch.uint8) if empty is None else empty(shape)
         dst = out.numpy()
@@ -120,18 +93,14 @@ class HostResample(Variant):
         try:
             for i in range(videos * vpc):
                 video, frame = divmod(i, vpc)
+                image = np.asarray(frames[i])
                 for u, members in enumerate(layout.groups):
-                    cut, xy, wh = per_box[u]
-                    if not cut[i]:
-                        pixels = np.asarray(resized[u][i])
-                    else:
-                        (x, y), (bw, bh) = xy[i], wh[i]
-                        pixels = _resample(np.asarray(frames[i])[y:y + bh, x:x + bw], w, h)
+                    pixels = parts.cut_box(image, boxes[i][u], w, h)
                     mirrored = None
                     for c in members:
-                        if flags[c][i] and mirrored is None:
+                        if flags[i][c] and mirrored is None:
                             mirrored = cv2.flip(pixels, 1)
-                        parts.deinterleave(mirrored if flags[c][i] else pixels, dst[video, c, frame])
+                        parts.deinterleave(mirrored if flags[i][c] else pixels, dst[video, c, frame])
         finally:
             cv2.setNumThreads(threads)
         return out.view(videos, layout.views, 3, h, w)

@@ -139,6 +139,26 @@ def emit_boxes(columns: dict, views: list[View], layout: ClipLayout, n: int, *, 
             columns[f"invert{c}"] += [(int(view.invert_flow_x and i % 2 == 0),) for i in range(n)]
 
 
+def cut_box(frame: np.ndarray, box, w: int, h: int) -> np.ndarray:
+    """One view's pixels, (h, w, c) uint8, from an (H, W, c) uint8 frame and a box (x1, y1, x2, y2) in its pixels.
+
+    `resample`'s arithmetic in OpenCV, for the variants that cut views outside the graph: a plain integer crop is
+    sliced (and copied out), another integer box is cut and resampled with INTER_LINEAR, a fractional box is
+    resampled straight from source coordinates (cv2.warpAffine with half-pixel centres: src = box_start +
+    (dst + 0.5) * scale - 0.5, edge pixels repeated, as DALI's ROI resize does)."""
+    x1, y1, x2, y2 = box
+    if all(float(v).is_integer() for v in box):
+        x1, y1, x2, y2 = (int(v) for v in box)
+        crop = frame[y1:y2, x1:x2]
+        if crop.shape[:2] == (h, w):
+            return np.ascontiguousarray(crop)
+        return cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
+    sx, sy = (x2 - x1) / w, (y2 - y1) / h
+    m = np.float32([[sx, 0, x1 + 0.5 * sx - 0.5], [0, sy, y1 + 0.5 * sy - 0.5]])
+    return cv2.warpAffine(frame, m, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_REPLICATE)
+
+
 def resample(images, nodes: dict, u: int, layout: ClipLayout):
     """Box group `u` resampled once from its source ROI to the output size: bilinear, half-pixel centres, no
     antialias, like cv2 INTER_LINEAR (MMAction2's mmcv.imresize). (N, out_h, out_w, C) or (B, F, out_h, out_w, C)."""

@@ -71,7 +71,7 @@ def test_breakdown_shares_by_hand():
     assert b["ms_per_clip"] == pytest.approx({"loader": 200.0, "graph": 150.0, "decode": 100.0, "source": 50.0})
     # decode 0.1 / 0.2; augment (0.15 - 0.1) / 0.2; host (0.2 - 0.15) / 0.2; source 0.05 / 0.2
     assert b["share"] == pytest.approx({"decode": 0.5, "augment": 0.25, "host": 0.25, "source_one_process": 0.25})
-    assert b["host_work"] == "resample integer boxes + flip + copy to torch" and b["note"] == PER_OP_NOTE
+    assert b["host_work"] == "cut + resample every box + flip + copy to torch" and b["note"] == PER_OP_NOTE
 
 
 def test_breakdown_clips_overlap_to_the_unit_interval():
