@@ -199,9 +199,10 @@ def dali_workers_die_with_parent():
 #
 # DALI's pool waits for every new worker to report in on a shared-memory queue, with no time limit
 # (nvidia/dali/_multiproc/pool.py `_sync_initialized_workers`, DALI 2.4), and a signal delivered to another thread
-# does not wake that wait. A worker that never reports (a forked child stuck on a lock another thread of the parent
-# held at the fork) kept `build_loader` waiting forever, seen once as a hung CI run. The pool's own observer ends the
-# wait when a worker exits, so a worker late past START_TIMEOUT_S is killed, and the builder tries again.
+# does not wake that wait. A worker that never reported kept `build_loader` waiting forever in a CI run (the child was
+# stuck tearing down a parent thread's FFmpeg state; that cause is removed by pipelines/timeout.py end_idle_threads).
+# Whatever the next such cause, the pool's own observer ends the wait when a worker exits, so a worker late past
+# START_TIMEOUT_S is killed, and the builder tries again.
 
 START_TIMEOUT_S = 120.0   # a forked worker reports in within milliseconds; a spawned one imports torch first
 
