@@ -3,7 +3,10 @@ GPU decoders' settings (`Decoding`) have no default anywhere else.
 
 Each value comes with the reason for it; docs/ARCHITECTURE.md ("GPU defaults") repeats the table.
 
-  threads          CPU: one DALI thread per core of this rank (DALI's operators are the work). GPU: at least 8 — the
+  threads          CPU: one DALI thread per core of this rank, plus one (DALI's operators are the work; the extra
+                   thread keeps the cores busy while another waits at a batch's end or yields to the loader's own
+                   thread: on 2 cores +4% on K400 1x1x3 train and +6% on 25x3 test frames, video within the
+                   noise, docs/PERFORMANCE.md). GPU: at least 8 — the
                    mixed video decoder runs one NVDEC session per thread (Hopper has 7 NVDEC engines, A100 5) and
                    nvJPEG's host-side Huffman decoding of the hybrid path runs on these threads too; at most 16,
                    beyond which NVIDIA's guidance of "CPU cores per GPU" stops paying on a shared host.
@@ -13,9 +16,11 @@ Each value comes with the reason for it; docs/ARCHITECTURE.md ("GPU defaults") r
                    rest going to the CUDA hybrid decoder. 0.9 (DALI's nvImageCodec decoder default in 2.x before
                    DALI PR #6366 restored 0.65; that PR measured +1.8 % throughput at 0.9): TSN decodes many small
                    frames, which the engines handle well, and the hybrid path competes with the model for SMs.
-  test_batch       videos per test batch: 1 on the CPU (one video already holds up to 250 views); 4 on the GPU so
-                   the mixed decoder has several videos (NVDEC sessions) in flight. Per-video results do not depend
-                   on it: each video's views are averaged alone.
+  test_batch       videos per test batch: 2 on the CPU, where a video of 25 frames is a small batch for DALI's
+                   threads (the 25x3 frames protocol +17%, 25x10 +9%, PyAV video within the noise, against 1:
+                   docs/PERFORMANCE.md); 4 on the GPU so the mixed decoder has several videos (NVDEC sessions) in
+                   flight. Per-video results do not depend on it: each video's views are averaged alone, and
+                   `runtime.max_views_per_forward` bounds the views of one forward over the whole batch.
 """
 from __future__ import annotations
 
@@ -61,11 +66,11 @@ def loader_settings(backend: str, *, workers: int, threads: int | None = None, p
     cores = max(1, (cpus or os.cpu_count() or 1) // max(1, local_ranks))
     gpu = backend == "gpu"
     if threads is None:
-        threads = max(8, min(cores, 16)) if gpu else cores
+        threads = max(8, min(cores, 16)) if gpu else cores + 1
     if prefetch is None:
         prefetch = max(2, workers)
     if test_batch is None:
-        test_batch = 4 if gpu else 1
+        test_batch = 4 if gpu else 2
     if hw_decoder_load is None:
         hw_decoder_load = 0.9
     return LoaderSettings(threads, workers, prefetch, test_batch, hw_decoder_load, cores)

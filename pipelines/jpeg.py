@@ -29,9 +29,16 @@ class BadJpeg(ValueError):
     """Not a decodable frame: empty, truncated, or not an image format the decoder reads."""
 
 
+def _bytes_view(buf: np.ndarray | bytes) -> memoryview:
+    """The buffer's bytes without a copy (a 32 KB frame's tobytes() was a fifth of reading it): indexing gives ints,
+    slices compare equal to bytes, as with bytes itself."""
+    view = memoryview(np.ascontiguousarray(buf) if isinstance(buf, np.ndarray) else buf)
+    return view if view.format == "B" and view.ndim == 1 else view.cast("B")
+
+
 def image_size(buf: np.ndarray | bytes) -> tuple[int, int]:
     """(width, height) of an encoded frame, by its content (module docstring); raises BadJpeg with a reason."""
-    data = buf.tobytes() if isinstance(buf, np.ndarray) else bytes(buf)
+    data = _bytes_view(buf)
     if data[:2] == b"\xff\xd8" or not data:
         return jpeg_size(data)
     if data[:8] == PNG_SIGNATURE:
@@ -61,13 +68,13 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def jpeg_size(buf: np.ndarray | bytes) -> tuple[int, int]:
     """(width, height) from the first SOF marker of a JPEG byte buffer; raises BadJpeg with a reason."""
-    data = buf.tobytes() if isinstance(buf, np.ndarray) else bytes(buf)
+    data = _bytes_view(buf)
     n = len(data)
     if n == 0:
         raise BadJpeg("empty file")
     if data[:2] != b"\xff\xd8":
         raise BadJpeg("not a JPEG (no SOI marker)")
-    if data.rfind(b"\xff\xd9", max(0, n - 64)) < 0:
+    if bytes(data[max(0, n - 64):]).rfind(b"\xff\xd9") < 0:
         raise BadJpeg("truncated JPEG (no EOI marker at the end)")
     pos = 2
     while pos + 4 <= n:

@@ -93,15 +93,17 @@ def score_inputs(model: torch.nn.Module, groups: list[Inputs], dist: Dist, *, sa
 
 @torch.no_grad()
 def predict_views(model: torch.nn.Module, x: torch.Tensor, amp: Amp, max_views: int) -> torch.Tensor:
-    """Logits of (B, V, C, H, W) float clips with at most `max_views` views per forward.
+    """Logits of (B, V, C, H, W) float clips with at most `max_views` views per forward, over the whole batch
+    (B x chunk <= max_views, at least one view of each video): memory stays bounded whatever the test batch.
 
     TSN averages pooled features over all views before one affine layer (dropout is off in eval), so the
-    view-count-weighted mean of per-chunk logits equals the logits of one big forward: memory stays bounded.
+    view-count-weighted mean of per-chunk logits equals the logits of one big forward.
     """
-    v = x.shape[1]
+    b, v = x.shape[:2]
+    step = max(1, max_views // b)
     total = 0.0
-    for s in range(0, v, max_views):
-        chunk = x[:, s:s + max_views]
+    for s in range(0, v, step):
+        chunk = x[:, s:s + step]
         with amp.autocast():
             total = total + model(chunk).float() * (chunk.shape[1] / v)
     return total

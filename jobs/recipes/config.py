@@ -57,7 +57,7 @@ class DataConfig:
     decoder: str = "auto"                 # videos: "auto" (DALI/NVDEC on GPU, PyAV on CPU) | "dali" | "pyav"
     videos_per_gpu: int = 32
     val_videos_per_gpu: int | None = None   # None: same as videos_per_gpu
-    test_videos_per_gpu: int | None = None  # None: the device's default (pipelines/defaults.py: CPU 1, GPU 4)
+    test_videos_per_gpu: int | None = None  # None: the device's default (pipelines/defaults.py: CPU 2, GPU 4)
     workers: int = 2                      # DALI Python workers reading files (per rank)
     threads: int | None = None            # DALI threads per rank; None: the device's default (pipelines/defaults.py)
     prefetch: int | None = None           # batches in flight; None: max(2, workers)
@@ -147,7 +147,7 @@ class RuntimeConfig:
     # "none" | "score" | "prob": MMAction2 v0.24.1 mmaction/models/recognizers/base.py `average_clip`
     average_clips: str = "none"
     metrics: tuple[str, ...] = ("top_k_accuracy", "mean_class_accuracy")
-    max_views_per_forward: int = 250      # test-time chunking of the views of one video (bounded memory)
+    max_views_per_forward: int = 250      # test-time chunking: views per forward over the batch (bounded memory)
     load_from: str = ""                   # weights to start from (fine-tuning), e.g. a K400 checkpoint
 
     def __post_init__(self):

@@ -6,10 +6,10 @@ import pytest
 from pipelines.defaults import loader_settings
 
 
-@pytest.mark.parametrize("cpus,ranks,threads", [(2, 1, 2), (16, 1, 16), (64, 8, 8), (1, 1, 1)])
-def test_cpu_uses_one_thread_per_core_of_the_rank(cpus, ranks, threads):
+@pytest.mark.parametrize("cpus,ranks,threads", [(2, 1, 3), (16, 1, 17), (64, 8, 9), (1, 1, 2)])
+def test_cpu_uses_one_thread_per_core_of_the_rank_plus_one(cpus, ranks, threads):
     s = loader_settings("cpu", workers=2, cpus=cpus, local_ranks=ranks)
-    assert (s.threads, s.prefetch, s.test_batch) == (threads, 2, 1)
+    assert (s.threads, s.prefetch, s.test_batch) == (threads, 2, 2)
 
 
 @pytest.mark.parametrize("cpus,ranks,threads", [(16, 1, 16), (128, 8, 16), (64, 1, 16), (8, 4, 8), (2, 1, 8)])

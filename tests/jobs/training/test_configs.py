@@ -182,9 +182,10 @@ def test_model_zoo_common_settings(cfgs, name):
     if cfg.train.augment.crop in ("multiscale", "random_resized"):
         assert cfg.train.augment.out_size == 224
     assert cfg.test.sampler.test_mode == cfg.val.sampler.test_mode
-    # Unset in the recipe: the device's default, one video per test batch on the CPU (MMAction2 v0.18+), 4 on a GPU.
+    # Unset in the recipe: the device's default, 2 videos per test batch on the CPU, 4 on a GPU (MMAction2 v0.18+
+    # tests one video per batch; per-video results do not depend on it, tests/jobs/evaluation/test_test_batch.py).
     assert cfg.data.test_videos_per_gpu is None
-    assert (batch_size(cfg, "test", "cpu"), batch_size(cfg, "test", "gpu")) == (1, 4)
+    assert (batch_size(cfg, "test", "cpu"), batch_size(cfg, "test", "gpu")) == (2, 4)
 
 
 def test_template(cfgs):

@@ -75,6 +75,30 @@ def test_chunking_is_exact_only_for_models_linear_in_the_view_mean():
     assert predict_views(SquaredViewMean(), x, FP32, 3).item() == pytest.approx(27.9, abs=1e-5)
 
 
+class ViewsSeen(nn.Module):
+    """Records the (B, V) of every forward; its logit is the affine view mean of ViewMeanAffine."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape[:2]))
+        return 2 * x.mean(dim=(1, 2, 3, 4)).unsqueeze(1) + 1
+
+
+def test_the_views_bound_counts_every_video_of_the_batch():
+    # 4 videos of 10 views, at most 8 views per forward: 2 views of each video at a time (4 x 2 = 8), 5 forwards.
+    x = torch.cat([views_numbered(10) + k for k in range(4)])
+    model = ViewsSeen()
+    got = predict_views(model, x, FP32, 8)
+    assert model.shapes == [(4, 2)] * 5
+    assert got.flatten().tolist() == pytest.approx([2 * (4.5 + k) + 1 for k in range(4)], abs=1e-5)
+    model.shapes.clear()
+    predict_views(model, x, FP32, 3)                       # fewer than one view per video: still one each
+    assert model.shapes == [(4, 1)] * 10
+
+
 def test_no_gradient_is_recorded(tsn):
     x = torch.randn(1, 4, 3, 32, 32, requires_grad=True)
     assert not predict_views(tsn, x, FP32, 2).requires_grad
