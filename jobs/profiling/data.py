@@ -153,13 +153,14 @@ def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: s
     """Full-frame decoding of one batch of the source's JPEGs held in memory, and the DALI thread count that gave
     it; items are images. None if N/A.
 
-    The decoder's best, not merely its rate at the loader's setting: on the CPU it is timed with the loader's
-    threads and with one thread per core, and the faster run counts: a pure decode graph loses at more threads than
-    cores (about 4,000 against 4,100-4,270 JPEG/s at 4 and 2 threads on 2 cores, docs/PERFORMANCE.md), which would
-    flatter a loader that oversubscribes."""
+    The decoder's best with the loader's threads, not merely its rate at the loader's setting: on the CPU a loader
+    with more threads than cores is also timed at one thread per core, and the faster run counts. A pure decode
+    graph loses at more threads than cores (about 4,000 against 4,100-4,270 JPEG/s at 4 and 2 threads on 2 cores,
+    docs/PERFORMANCE.md), which would flatter a loader that oversubscribes."""
     if source.reader.kind is not ReaderKind.JPEG:
         return None                                  # video files or PyAV frames: no JPEG decoder to bound
-    counts = [threads] if device == "gpu" else sorted({threads, os.cpu_count() or threads})
+    cores = os.cpu_count() or threads
+    counts = [threads] if device == "gpu" else sorted({threads, min(threads, cores)})
     runs = [(_decode_only(source, threads=n, warmup=warmup, batches=batches, device=device), n) for n in counts]
     return max(runs, key=lambda run: run[0].per_second)
 
@@ -260,7 +261,7 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
                               "cpu_ms_per_clip": ceiling_t.cpu_ms_per_item * frames_per_clip,
                               "threads": ceiling_threads,
                               "what": f"full-frame JPEG decode from memory, same files, {ceiling_threads} DALI "
-                                      f"threads (the faster of the loader's count and one per core)"}
+                                      f"threads (the loader's count, or one per core if that was faster)"}
             out["fraction_of_ceiling"] = out["dali"]["clips_per_s"] / out["ceiling"]["clips_per_s"]
     if compare:
         from jobs.profiling.reference_loader import PEERS, decoders_for, missing

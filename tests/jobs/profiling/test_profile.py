@@ -66,8 +66,8 @@ def test_data_mode_train_and_test(report):
             check_rates(r, d["batch"], 3)
         check_rates(d["stages"]["source_only"], d["batch"], 2)
         assert d["ratio"] > 0 and d["ceiling"]["images_per_s"] > 0 and d["fraction_of_ceiling"] > 0
-        # The ceiling is the decoder's best of the loader's thread count and one thread per core.
-        assert d["ceiling"]["threads"] in (d["threads"], os.cpu_count())
+        # The ceiling: the decoder at the loader's thread count, or at one per core where that is fewer and faster.
+        assert d["ceiling"]["threads"] in (d["threads"], min(d["threads"], os.cpu_count()))
         assert set(d["breakdown"]["share"]) == {"decode", "augment", "host", "source_one_process"}
         # Frames: the OpenCV baseline (what MMAction2 runs) first, PIL as an extra row, each timed like the loader.
         assert [r["decoder"] for r in d["references"]] == ["opencv", "pil"]
