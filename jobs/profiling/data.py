@@ -149,7 +149,8 @@ def video_ceiling(source, *, workers: int, batches: int) -> Timing:
     return Timing(1, len(clips), seconds, (seconds,), cpu_ms * len(clips) / 1e3)
 
 
-def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: str) -> tuple[Timing, int] | None:
+def decode_ceiling(source, *, threads: int, cores: int, warmup: int, batches: int,
+                   device: str) -> tuple[Timing, int] | None:
     """Full-frame decoding of one batch of the source's JPEGs held in memory, and the DALI thread count that gave
     it; items are images. None if N/A.
 
@@ -159,7 +160,6 @@ def decode_ceiling(source, *, threads: int, warmup: int, batches: int, device: s
     docs/PERFORMANCE.md), which would flatter a loader that oversubscribes."""
     if source.reader.kind is not ReaderKind.JPEG:
         return None                                  # video files or PyAV frames: no JPEG decoder to bound
-    cores = os.cpu_count() or threads
     counts = [threads] if device == "gpu" else sorted({threads, min(threads, cores)})
     runs = [(_decode_only(source, threads=n, warmup=warmup, batches=batches, device=device), n) for n in counts]
     return max(runs, key=lambda run: run[0].per_second)
@@ -244,7 +244,8 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
         graph_t, decode_t = (time_graph(prepared.variants.pop(name), per_clip, warmup=warmup, batches=batches)
                              for name in ("graph", "decode_only"))
         source_t = time_source(source, per_clip, warmup=min(warmup, 2), batches=max(2, batches // 2))
-        ceiling = decode_ceiling(source, threads=knobs.threads, warmup=warmup, batches=batches, device=device)
+        ceiling = decode_ceiling(source, threads=knobs.threads, cores=knobs.cores, warmup=warmup, batches=batches,
+                                 device=device)
         if source.reader.kind is ReaderKind.DECODED:
             t = video_ceiling(source, workers=knobs.workers, batches=batches)
             out["ceiling"] = {"clips_per_s": t.per_second, "cpu_ms_per_clip": t.cpu_ms_per_item,
