@@ -182,14 +182,6 @@ def is_folder(path: str) -> bool:
         return False
 
 
-def folder_files(path: str) -> list[str]:
-    """File names in a (packed or plain) frame folder, sorted."""
-    where = split(path)
-    if where is None:
-        return sorted(e.name for e in os.scandir(path) if e.is_file())
-    return index_of(where[0]).folder(where[1])
-
-
 def stat(path: str) -> tuple[int, int]:
     """(size, mtime_ns) of a plain file, or of a packed file (its indexed size, its shard's mtime): what the video
     index compares to decide whether a cached probe is still valid. Raises OSError when missing."""
