@@ -147,15 +147,16 @@ def centered_gradient(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def forward_gradient(u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(N, H, W) -> next - current along x and y; 0 on the last column (x) and the last row (y)."""
-    dx = F.pad(u[:, :, 1:] - u[:, :, :-1], (0, 1))
-    dy = F.pad(u[:, 1:, :] - u[:, :-1, :], (0, 0, 0, 1))
+    """(..., H, W) -> next - current along x and y; 0 on the last column (x) and the last row (y)."""
+    dx = F.pad(u[..., 1:] - u[..., :-1], (0, 1))
+    dy = F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))
     return dx, dy
 
 
 def divergence(px: torch.Tensor, py: torch.Tensor) -> torch.Tensor:
-    """Backward differences, with a 0 before the first column/row: minus the adjoint of forward_gradient."""
-    return px - F.pad(px[:, :, :-1], (1, 0)) + py - F.pad(py[:, :-1, :], (0, 0, 1, 0))
+    """(..., H, W) backward differences, with a 0 before the first column/row: minus the adjoint of
+    forward_gradient."""
+    return px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
 
 
 def median_blur(u: torch.Tensor, k: int) -> torch.Tensor:
@@ -180,15 +181,12 @@ def _iteration(u: torch.Tensor, p: torch.Tensor, keep: torch.Tensor | None, gw: 
     # apply to the sign of rho.
     rho = rho_c + (gw * u).sum(1)
     step = torch.where(flat, -l_t * torch.sign(rho), (-rho / grad).clamp(-l_t, l_t))
-    px, py = p[:, :, 0], p[:, :, 1]
-    div = px - F.pad(px[..., :-1], (1, 0)) + py - F.pad(py[..., :-1, :], (0, 0, 1, 0))
-    new = u + step[:, None] * gw + theta * div  # u = v + theta div p
+    new = u + step[:, None] * gw + theta * divergence(p[:, :, 0], p[:, :, 1])  # u = v + theta div p
     change = new - u
     error = (change * change).sum((1, 2, 3), dtype=torch.float64)
     u = new if keep is None else torch.where(keep[:, None, None, None], new, u)
     # Dual step with the forward gradient of u (0 on the last column / row).
-    grad_u = torch.stack([F.pad(u[..., 1:] - u[..., :-1], (0, 1)),
-                          F.pad(u[..., 1:, :] - u[..., :-1, :], (0, 0, 0, 1))], 2)  # (N, 2, 2, h, w)
+    grad_u = torch.stack(forward_gradient(u), 2)  # (N, 2, 2, h, w)
     norm = 1 + taut * torch.hypot(grad_u[:, :, 0], grad_u[:, :, 1])
     new_p = (p + taut * grad_u) / norm[:, :, None]
     p = new_p if keep is None else torch.where(keep[:, None, None, None, None], new_p, p)
