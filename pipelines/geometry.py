@@ -162,10 +162,9 @@ def three_crop_boxes(w: int, h: int, cw: int, ch: int) -> list[Box]:
 
 
 def ten_crop_boxes(w: int, h: int, cw: int, ch: int) -> list[Box]:
-    """TenCrop's five boxes [UL, UR, LL, LR, C]; the caller adds each one's mirrored copy."""
-    ws, hs = (w - cw) // 4, (h - ch) // 4
-    offsets = [(0, 0), (4 * ws, 0), (0, 4 * hs), (4 * ws, 4 * hs), (2 * ws, 2 * hs)]
-    return [_clip_box(x, y, cw, ch, w, h) for x, y in offsets]
+    """TenCrop's five boxes [UL, UR, LL, LR, C] (MultiScaleCrop's five fixed positions); the caller adds each one's
+    mirrored copy."""
+    return [_clip_box(x, y, cw, ch, w, h) for x, y in multiscale_fixed_offsets(w, h, cw, ch, 5)]
 
 
 def _is_pos_int(v: object) -> bool:

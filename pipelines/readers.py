@@ -47,15 +47,10 @@ class Clip:
 
 
 def _read_file(path: str) -> np.ndarray:
-    """A frame or video file's bytes, 1-D uint8 (read-only). A plain file is one read here; only a packed path
-    (`<dir>/NAME.tar#<logical>`, the test `packed.split` makes) goes through the shard module."""
+    """A frame or video file's bytes, 1-D uint8 (read-only; packed.read_bytes), each failure a BadSample naming
+    the file."""
     try:
-        if packed.MARK in path:
-            return packed.read_bytes(path)
-        # One unbuffered read into a bytes object, viewed without a copy (read-only): 14 us per cached 32 KB frame
-        # against np.fromfile's 23 (docs/PERFORMANCE.md, levers).
-        with open(path, "rb", buffering=0) as f:
-            return np.frombuffer(f.readall(), dtype=np.uint8)
+        return packed.read_bytes(path)
     except packed.PackedError as err:       # names the shard and the member
         raise BadSample(str(err)) from None
     except FileNotFoundError:

@@ -78,6 +78,5 @@ def recover(source: ClipSource, err: BaseException, epoch: int, iteration: int, 
             raise BadSample(f"{record.source}: {record.path}: the decoder failed: {message}") from None
         records[video] = dataclasses.replace(record, problem=f"decoder failed: {message}")
     return dataclasses.replace(source, records=records, first_iteration=iteration,
-                               epochs=dataclasses.replace(source.epochs, start_epoch=epoch),
-                               _plan_epoch=-1, _plan=[])
+                               epochs=dataclasses.replace(source.epochs, start_epoch=epoch))
 

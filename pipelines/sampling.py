@@ -68,8 +68,10 @@ class Sampler:
 
     @property
     def min_frames(self) -> int:
-        """Frames a video needs so that no sample repeats a frame: one clip span (clip_len * frame_interval) and one
-        frame per segment. Shorter videos are padded by `out_of_bound_opt` (as MMAction2 does), never dropped."""
+        """Frames a video needs to fill one sample without padding: one clip span (clip_len * frame_interval), and
+        one frame per segment. A shorter video is padded as MMAction2 does (indices past its end follow
+        `out_of_bound_opt`, segments beyond its frames repeat them), never dropped. The clips of a longer video may
+        still overlap and share frames."""
         return max(self.clip_len * self.frame_interval, self.num_clips)
 
     @property

@@ -29,6 +29,11 @@ def epoch_order(num_videos: int, *, epoch: int, seed: int, shuffle: bool) -> np.
     return np.random.default_rng([seed, epoch, 0x5EED]).permutation(num_videos).astype(np.int64)
 
 
+def per_rank(num_videos: int, shard: Shard) -> int:
+    """Entries every rank gets in an epoch: ceil(N / world), the last ones padding (shard_videos)."""
+    return math.ceil(num_videos / shard.world_size)
+
+
 def shard_videos(order: np.ndarray, shard: Shard, *, pad_mark: bool) -> np.ndarray:
     """This rank's slice of `order`, padded so that every rank has ceil(N / world) entries.
 
@@ -37,8 +42,7 @@ def shard_videos(order: np.ndarray, shard: Shard, *, pad_mark: bool) -> np.ndarr
     (the video -(p + 1)) but marked: downstream keeps only entries >= 0.
     """
     n = len(order)
-    per_rank = math.ceil(n / shard.world_size)
-    total = per_rank * shard.world_size
+    total = per_rank(n, shard) * shard.world_size
     padded = np.concatenate([order, np.resize(order, total - n)]) if total > n else order
     mine = padded[shard.rank::shard.world_size].copy()
     if pad_mark:

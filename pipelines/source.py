@@ -25,7 +25,7 @@ from .geometry import Augment, View, plan_views
 from .layout import ClipLayout
 from .readers import BadSample, Clip
 from .sampling import Sampler, video_rng
-from .sharding import Shard, batches, epoch_order, loadable, shard_videos
+from .sharding import Shard, batches, epoch_order, loadable, per_rank, shard_videos
 from .variants.base import Column, Variant
 from .variants.parts import draw_steps
 from .workers import arm_spawned_worker
@@ -60,8 +60,10 @@ class ClipSource:
     first_iteration: int = 0       # a rebuilt pipeline resumes its first epoch here (pipelines/recovery.py)
     only: int | None = None        # probe: every epoch is one batch holding just this shard entry
     steps: tuple[Step, ...] = ()   # augmentation steps on the views (pipelines/augment.py); need the device variant
-    _plan_epoch: int = field(default=-1, repr=False)
-    _plan: list = field(default_factory=list, repr=False)
+    # The batches of the epoch last asked for (batch_entries); not constructor fields, so dataclasses.replace starts
+    # a new source with an empty plan.
+    _plan_epoch: int = field(default=-1, init=False, repr=False, compare=False)
+    _plan: list = field(default_factory=list, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         if self.on_error not in ("raise", "skip"):
@@ -79,8 +81,7 @@ class ClipSource:
         return self.variant.columns(self)
 
     def num_batches(self) -> int:
-        per_rank = math.ceil(len(self.records) / self.epochs.shard.world_size)
-        return math.ceil(per_rank / self.epochs.batch_size)
+        return math.ceil(per_rank(len(self.records), self.epochs.shard) / self.epochs.batch_size)
 
     def batch_entries(self, epoch: int, iteration: int) -> np.ndarray:
         """Shard entries of one batch (negative = evaluation padding, see sharding.shard_videos)."""

@@ -68,12 +68,17 @@ class VideoInfo:
     width: int
     height: int
     keyframe_interval: float  # num_frames / keyframes among them: the mean GOP length in frames
-    nvdec_ok: bool         # nvdec_supports(codec, pix_fmt, width, height) with no GPU named
     size_bytes: int
     mtime_ns: int
     # The packet table as 9 numbers when it is regular (pyav_decode.regular_table: even pts steps, a keyframe every
     # k frames, as `tsn prepare resize` writes): the PyAV reader then skips its demux pass. None: demuxed per read.
     packets: list[int] | None = None
+
+    @property
+    def nvdec_ok(self) -> bool:
+        """nvdec_supports(codec, pix_fmt, width, height) with no GPU named: derived, never cached, so an index
+        written under older NVDEC limits is judged by the current ones."""
+        return nvdec_supports(self.codec, self.pix_fmt, self.width, self.height)
 
 
 def nvdec_min_size(codec: str) -> tuple[int, int] | None:
@@ -94,7 +99,7 @@ def nvdec_supports(codec: str, pix_fmt: str, width: int, height: int, gpu_name: 
 
 def _info(path, status, reason, size=0, mtime=0, **kw) -> VideoInfo:
     base = {"num_frames": 0, "fps": 0.0, "vfr": False, "codec": "", "pix_fmt": "", "width": 0,
-            "height": 0, "keyframe_interval": 0.0, "nvdec_ok": False}
+            "height": 0, "keyframe_interval": 0.0}
     base.update(kw)
     return VideoInfo(path=path, status=status, reason=reason, size_bytes=size, mtime_ns=mtime, **base)
 
@@ -129,15 +134,13 @@ def _probe_open(path, container, stream, count, size, mtime) -> VideoInfo:
     codec = ctx.name if ctx is not None else str(getattr(stream, "codec_tag", "") or "")
     meta = {"codec": codec, "pix_fmt": (ctx.pix_fmt if ctx is not None else "") or "",
             "width": stream.width or 0, "height": stream.height or 0}
-    meta["nvdec_ok"] = nvdec_supports(codec, meta["pix_fmt"], meta["width"], meta["height"])
     if ctx is None:
         return _info(path, "unsupported", f"no FFmpeg decoder for codec {codec!r}", size, mtime, **meta)
     table = read_packet_table(container, stream)
     if table.num_packets == 0:
         return _info(path, "zero_frames", "video stream has no packets", size, mtime, **meta)
     errors: list[str] = []
-    trusted = count == "packets" or (
-        count == "auto" and table.seekable and _tail_decodes(container, stream, table))
+    trusted = count == "auto" and table.seekable and _tail_decodes(container, stream, table)
     if trusted:
         num, reason = table.num_packets, ""
     else:
@@ -216,6 +219,7 @@ def load_index(cache_path: str) -> dict[str, VideoInfo]:
     names = {f.name for f in fields(VideoInfo)}
 
     def parse(row: dict) -> tuple[str, VideoInfo]:
+        row.pop("nvdec_ok", None)       # an index from before it was derived (VideoInfo.nvdec_ok) stored it
         if set(row) - {"packets"} != names - {"packets"}:    # an index from before `packets` loads without it
             raise KeyError("not a VideoInfo of this version")
         return row["path"], VideoInfo(**row)

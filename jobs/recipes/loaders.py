@@ -87,14 +87,14 @@ def video_decoder(requested: str, device: str, infos: dict) -> tuple[str, list[s
     `data.decoder = "auto"` is DALI's video decoder (NVDEC) on a GPU and PyAV on a CPU. On a GPU, NVDEC refuses a
     stream outside its per-codec limits (e.g. VP9 below 128 x 128: "Video is too small", pipelines/video_index.py)
     and one pipeline has one decoder: such a video sends the loader to PyAV on the CPU instead of failing there.
-    The limits are recomputed from the index's codec and size, so an index cached under older limits is judged anew.
+    `VideoInfo.nvdec_ok` derives the verdict from the index's codec and size, so an index cached under older limits is
+    judged anew.
     """
-    from pipelines.video_index import nvdec_supports
     decoder = requested if requested != "auto" else ("dali" if device == "gpu" else "pyav")
     if device != "gpu":
         return decoder, []
     misfits = [p for p, i in infos.items()
-               if i.status == "ok" and not nvdec_supports(i.codec, i.pix_fmt, i.width, i.height)]
+               if i.status == "ok" and not i.nvdec_ok]
     if decoder == "dali" and misfits:
         i = infos[misfits[0]]
         logging.getLogger(__name__).warning(

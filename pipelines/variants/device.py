@@ -63,8 +63,7 @@ class DeviceResample(Variant):
         n = kind.samples_per_video(layout)
         window = parts.margin_window(views_[0], clip.width, clip.height) if self.roi_decode else None
         parts.emit_decoder(columns, clip, kind, n, window)
-        parts.emit_boxes(columns, views_, layout, n, origin=window[:2] if window else (0, 0), mirror_in_roi=True,
-                         sliced=parts.is_plain_crop, flow=source.flow)
+        parts.emit_boxes(columns, views_, layout, n, origin=window[:2] if window else (0, 0), flow=source.flow)
         for name, value in drawn.items():                       # one draw per video, on each of its samples
             columns[name] += [value] * n
         columns["index"] += [index] * n

@@ -26,11 +26,6 @@ from . import parts
 from .base import Column, Variant
 
 
-def _numpy(tensor_list) -> np.ndarray:
-    """A zero-copy (N, ...) view of a dense CPU output; valid until the next run()."""
-    return torch.from_dlpack(tensor_list.as_tensor()).numpy()
-
-
 @dataclass(frozen=True)
 class HostResample(Variant):
     roi_decode: bool = False
@@ -48,7 +43,7 @@ class HostResample(Variant):
         window = None
         if self.roi_decode:
             # The exact box when it is integral (the decoded window is the view), else a 1 px margin.
-            exact = parts.is_integral(views[0])
+            exact = parts.is_integral(views[0].box)
             window = (tuple(int(v) for v in views[0].box) if exact else
                       parts.margin_window(views[0], clip.width, clip.height))
         parts.emit_decoder(columns, clip, ReaderKind.JPEG, n, window)
@@ -81,8 +76,8 @@ class HostResample(Variant):
         """
         w, h, vpc = layout.out_w, layout.out_h, layout.views_per_crop
         frames = named["frames"]
-        boxes = _numpy(named["boxes"]).tolist()          # per sample: G boxes (x1, y1, x2, y2)
-        flags = _numpy(named["mirror"]).tolist()         # per sample: one 0/1 per crop
+        boxes = parts.torch_view(named["boxes"]).numpy().tolist()     # per sample: G boxes (x1, y1, x2, y2)
+        flags = parts.torch_view(named["mirror"]).numpy().tolist()    # per sample: one 0/1 per crop
         shape = (videos, layout.crops, vpc, 3, h, w)
         out = torch.empty(shape, dtype=torch.uint8) if empty is None else empty(shape)
         dst = out.numpy()

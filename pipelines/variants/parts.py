@@ -6,7 +6,7 @@ Decoder stage, per reader kind (pipelines/readers.py `ReaderKind`), with its inp
   VIDEO    DALI's video decoder on (file bytes, frame indices): one (F, H, W, 3) sequence per video
   DECODED  frames decoded in the Python workers (PyAV) pass through (copied to the GPU on a GPU pipeline)
 
-Crop-box stage (`box_columns`), shared by the variants that resample in the graph (device.py, host.py). Per box
+Crop-box stage (`box_columns`), for the variant that resamples in the graph (device.py). Per box
 group u (pipelines/layout.py `box_groups`: TenCrop's box and its mirrored copy share one), per sample:
   roi_start{u}, roi_end{u}  (N, 2) float32  the box as fn.resize's ROI, (y, x), relative to the decoded (maybe
                                             ROI-decoded) image; an x range given end-first mirrors the output
@@ -24,7 +24,6 @@ to its views (`apply_steps`). Only that variant runs steps (pipelines/plan.py).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import cv2
@@ -93,14 +92,15 @@ def decode(nodes: dict, kind: ReaderKind, *, gray: bool, backend: str, decoding:
 
 # --- the crop-box stage ----------------------------------------------------------------------------------------------
 
-def is_integral(view: View) -> bool:
-    return all(float(v).is_integer() for v in view.box)
+def is_integral(box) -> bool:
+    """Whether every coordinate of a box (x1, y1, x2, y2) is a whole number."""
+    return all(float(v).is_integer() for v in box)
 
 
 def is_plain_crop(view: View) -> bool:
     """An integer box of exactly the output size: a linear resample at scale 1 is a copy, so slice instead."""
     x1, y1, x2, y2 = view.box
-    return is_integral(view) and (x2 - x1, y2 - y1) == (view.out_w, view.out_h)
+    return is_integral(view.box) and (x2 - x1, y2 - y1) == (view.out_w, view.out_h)
 
 
 def box_columns(layout: ClipLayout, *, flow: bool) -> list[Column]:
@@ -115,21 +115,20 @@ def box_columns(layout: ClipLayout, *, flow: bool) -> list[Column]:
     return cols
 
 
-def emit_boxes(columns: dict, views: list[View], layout: ClipLayout, n: int, *, origin: tuple[int, int],
-               mirror_in_roi: bool, sliced: Callable[[View], bool], flow: bool):
+def emit_boxes(columns: dict, views: list[View], layout: ClipLayout, n: int, *, origin: tuple[int, int], flow: bool):
     """One video's box rows, `n` samples each. origin: the decode window's corner (0, 0 for the full frame).
-    mirror_in_roi: the first view of a group has its flip folded into the resample's ROI (else the caller flips).
-    sliced: which boxes the graph slices rather than resamples."""
+    The first view of a group has its flip folded into the resample's ROI; a plain crop (`is_plain_crop`) is sliced
+    by the graph rather than resampled."""
     x0, y0 = origin
     for u, members in enumerate(layout.groups):
         first = views[members[0]]
         bx1, by1, bx2, by2 = first.box
         # fn.resize ROIs follow the tensor's axis order (y, x), relative to the decoded (maybe sliced) image. An x
         # range given end-first mirrors the output: the first view's flip rides on its resample for free.
-        left, right = (bx2, bx1) if first.mirror and mirror_in_roi else (bx1, bx2)
+        left, right = (bx2, bx1) if first.mirror else (bx1, bx2)
         columns[f"roi_start{u}"] += [(by1 - y0, left - x0)] * n
         columns[f"roi_end{u}"] += [(by2 - y0, right - x0)] * n
-        columns[f"sliced{u}"] += [sliced(first)] * n
+        columns[f"sliced{u}"] += [is_plain_crop(first)] * n
         columns[f"corner{u}"] += [(int(bx1) - x0, int(by1) - y0)] * n
         columns[f"extent{u}"] += [(int(bx2) - int(bx1), int(by2) - int(by1))] * n
     for c, view in enumerate(views):
@@ -147,7 +146,7 @@ def cut_box(frame: np.ndarray, box, w: int, h: int) -> np.ndarray:
     resampled straight from source coordinates (cv2.warpAffine with half-pixel centres: src = box_start +
     (dst + 0.5) * scale - 0.5, edge pixels repeated, as DALI's ROI resize does)."""
     x1, y1, x2, y2 = box
-    if all(float(v).is_integer() for v in box):
+    if is_integral(box):
         x1, y1, x2, y2 = (int(v) for v in box)
         crop = frame[y1:y2, x1:x2]
         if crop.shape[:2] == (h, w):
