@@ -3,11 +3,14 @@
 Train lines carry means over the iterations since the previous line of the same epoch (jobs/training/loop.py
 `train_one_epoch`): `time` is the step alone (forward, backward, optimiser), `data_time` the wait for the batch.
 A work dir resumed (or retrained) appends to the same file: a train line at or before one already read starts
-over from there, so the records a resume redid are replaced, not counted twice.
+over from there, so the records a resume redid are replaced, not counted twice. A line that is not JSON is a write cut
+short by a killed run (jobs/training/logs.py ends it before the resumed run's next line): it is skipped, and named in
+a warning unless it is the unfinished last line of a live run.
 """
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,10 +75,15 @@ def _number(entry: dict, key: str, where: str) -> float:
     return value
 
 
-def read_run(path: str | Path, name: str | None = None) -> Run:
+def _warn(message: str) -> None:
+    print(f"WARNING: {message}", file=sys.stderr, flush=True)
+
+
+def read_run(path: str | Path, name: str | None = None, warn=_warn) -> Run:
     log = find_log(path)
     train: list[TrainRecord] = []
     val: list[ValRecord] = []
+    torn: list[int] = []
     lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
     for n, line in enumerate(lines, start=1):
         if not line.strip():
@@ -83,10 +91,10 @@ def read_run(path: str | Path, name: str | None = None) -> Run:
         where = f"{log}:{n}"
         try:
             entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            if n == len(lines) and not line.endswith("\n"):
-                break         # a line cut by a process killed mid-write (a live or crashed run): not data
-            raise ReportError(f"{where}: not a JSON line ({err.msg})") from None
+        except json.JSONDecodeError:
+            if n < len(lines) or line.endswith("\n"):     # the unfinished last line of a live run is not news
+                torn.append(n)
+            continue
         if not isinstance(entry, dict):
             raise ReportError(f"{where}: expected a JSON object")
         mode = entry.get("mode")
@@ -104,6 +112,9 @@ def read_run(path: str | Path, name: str | None = None) -> Run:
             metrics = {k: float(x) for k, x in entry.items() if k not in ("mode", "epoch", "iter")
                        and isinstance(x, (int, float)) and not isinstance(x, bool)}
             val = [r for r in val if r.epoch != epoch] + [ValRecord(epoch, metrics)]
+    if torn:
+        warn(f"{log}: skipped {len(torn)} line(s) that are not JSON (a write cut short by a killed run?): "
+             f"line {', '.join(map(str, torn))}")
     if not train and not val:
         raise ReportError(f"{log}: no train or val records")
     return Run(name or label_for(log), log, tuple(train), tuple(val))

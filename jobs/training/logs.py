@@ -5,7 +5,7 @@ top5_acc, mean_class_accuracy, ...). Only rank 0 writes. TensorBoard is one flag
 
 Nothing here stops training: a log file that cannot be written (a full disk) gives one warning on stderr and that
 line is lost. Each line goes out in one write on an O_APPEND descriptor; a line cut short (a kill or a full disk in
-mid-write) is ended before the next one, and `read_json_log` skips an unparsable line, saying so.
+mid-write) is ended before the next one, and the log's reader (jobs/reporting/runs.py) skips it, saying so.
 """
 from __future__ import annotations
 
@@ -43,28 +43,6 @@ class _Appender:
 
     def close(self):
         os.close(self._fd)
-
-
-def read_json_log(path: str | Path, warn=None) -> list[dict]:
-    """The entries of a JSON-lines log; unparsable lines (a torn last line of a killed run) are skipped and named."""
-    warn = warn or (lambda message: print(f"WARNING: {message}", file=sys.stderr, flush=True))
-    out, bad = [], []
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                bad.append(n)
-                continue
-            if isinstance(entry, dict):
-                out.append(entry)
-            else:
-                bad.append(n)
-    if bad:
-        warn(f"{path}: skipped {len(bad)} unparsable line(s) (a write cut short?): line {', '.join(map(str, bad))}")
-    return out
 
 
 class Logger:

@@ -79,12 +79,17 @@ def test_resumed_log_replaces_the_redone_records(tmp_path):
     assert [(r.epoch, r.iter) for r in fresh.train] == [(1, 2), (1, 4)] and fresh.val == ()
 
 
-def test_cut_last_line_is_ignored_and_a_bad_line_is_named(tmp_path):
-    run = read_run(write_log(tmp_path / "live", [train_line(*r) for r in TRAIN[:2]], tail='{"mode": "tr'))
-    assert len(run.train) == 2 and run.name == "live"
-    bad = write_log(tmp_path / "bad", [train_line(*TRAIN[0])], tail="not json\n" + json.dumps(val_line(*VAL[0])))
-    with pytest.raises(ReportError, match=r"bad/log.jsonl:2"):
-        read_run(bad)
+def test_cut_lines_are_skipped_and_a_torn_line_inside_is_named(tmp_path):
+    warnings = []
+    run = read_run(write_log(tmp_path / "live", [train_line(*r) for r in TRAIN[:2]], tail='{"mode": "tr'),
+                   warn=warnings.append)
+    assert len(run.train) == 2 and run.name == "live" and warnings == []      # a live run's unfinished last line
+    # A run killed mid-write, then resumed: the torn line is ended by the next run's first line, inside the file.
+    torn = write_log(tmp_path / "torn", [train_line(*TRAIN[0])],
+                     tail='{"mode": "tr\n' + json.dumps(train_line(*TRAIN[1])) + "\n" + json.dumps(val_line(*VAL[0])))
+    run = read_run(torn, warn=warnings.append)
+    assert [(r.epoch, r.iter) for r in run.train] == [TRAIN[0][:2], TRAIN[1][:2]] and len(run.val) == 1
+    assert len(warnings) == 1 and "torn/log.jsonl" in warnings[0] and warnings[0].endswith("line 2")
     with pytest.raises(ReportError, match=r"log.jsonl:1.*'loss'"):
         read_run(write_log(tmp_path / "noloss", [{"mode": "train", "epoch": 1, "iter": 1, "lr": 0.1, "time": 1,
                                                    "data_time": 0}]))

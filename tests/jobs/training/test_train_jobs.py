@@ -21,7 +21,7 @@ from jobs.runtime import checkpoint as ckpt
 from jobs.runtime.amp import make_amp
 from jobs.runtime.distributed import Dist
 from jobs.runtime.weights import build_model
-from jobs.training.logs import Logger, read_json_log
+from jobs.training.logs import Logger
 from jobs.training.loop import Trainer, train_step
 from pipelines.annotations import VideoRecord
 from pipelines.geometry import Augment
@@ -159,13 +159,12 @@ def test_json_log_survives_a_torn_line_and_a_full_disk(tmp_path, capsys):
     log.close()
     with open(tmp_path / "log.jsonl", "a") as f:            # what a run killed mid-write leaves: half a line
         f.write('{"mode": "train", "it')
-    warnings = []
-    assert read_json_log(tmp_path / "log.jsonl", warn=warnings.append) == [{"mode": "train", "iter": 1}]
-    assert warnings == [f"{tmp_path / 'log.jsonl'}: skipped 1 unparsable line(s) (a write cut short?): line 2"]
     resumed = Logger(tmp_path)                                  # a resumed run starts its lines on a fresh line
     resumed.record({"mode": "train", "iter": 2})
     resumed.close()
-    assert read_json_log(tmp_path / "log.jsonl", warn=warnings.append)[-1] == {"mode": "train", "iter": 2}
+    lines = (tmp_path / "log.jsonl").read_text().splitlines()
+    assert lines[1] == '{"mode": "train", "it'
+    assert [json.loads(line) for line in (lines[0], lines[2])] == [{"mode": "train", "iter": 1}, {"mode": "train", "iter": 2}]
 
     full = tmp_path / "full"                                    # /dev/full: every write fails with ENOSPC
     full.mkdir()
