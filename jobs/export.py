@@ -13,7 +13,7 @@ if __name__ == "__main__":  # run as a script: the repo root, not jobs/, goes fi
 import click
 
 from jobs.console.errors import run
-from jobs.console.options import cfg_options
+from jobs.console.options import cfg_options, config_and_checkpoint
 from jobs.exporting.spec import DEFAULT_RTOL, FORMATS, INPUTS, ExportError, parse_size, spec_for
 
 
@@ -37,24 +37,24 @@ from jobs.exporting.spec import DEFAULT_RTOL, FORMATS, INPUTS, ExportError, pars
 @cfg_options
 def export_command(paths, fmt, out, views, batch, size, dynamic_batch, input_kind, do_verify, check_only, rtol,
                    cfg_options):
-    """Export CKPT (trained with CONFIG) as ONNX or TorchScript, optionally verified against PyTorch eager."""
+    """Export CKPT as ONNX or TorchScript, optionally verified against PyTorch eager. CONFIG: the recipe it was
+    trained with (default: the one the checkpoint stores)."""
     from jobs.exporting.formats import export_model, read_spec
     from jobs.exporting.verify import real_clips, verify
     from jobs.exporting.wrapper import load_tsn, wrap
-    if len(paths) > 2:
+    cfg, checkpoint, rest = config_and_checkpoint(paths, cfg_options)
+    if rest:
         raise click.UsageError(f"expected [CONFIG] CKPT, got {len(paths)} arguments")
-    config, checkpoint = (None, paths[0]) if len(paths) == 1 else paths
     try:
-        cfg, tsn = load_tsn(config, checkpoint, cfg_options)
+        tsn = load_tsn(cfg, checkpoint)
         if check_only:
             spec = read_spec(out, fmt)
             if spec.num_classes != cfg.model.num_classes or spec.channels != cfg.model.in_channels:
                 raise ExportError(f"{out}: exported for {spec.num_classes} classes x {spec.channels} channels, "
-                                  f"{checkpoint} has {cfg.model.num_classes} x {cfg.model.in_channels}")
+                                  f"{checkpoint.path} has {cfg.model.num_classes} x {cfg.model.in_channels}")
         else:
             spec = spec_for(cfg, fmt, views=views, batch=batch, size=parse_size(size) if size else None,
-                            input=input_kind, dynamic_batch=dynamic_batch, config=config or "",
-                            checkpoint=str(checkpoint))
+                            input=input_kind, dynamic_batch=dynamic_batch, checkpoint=checkpoint.path)
         # The real batch first: the loader's DALI workers fork before the exporter starts its threads.
         real, note = real_clips(cfg, spec) if (do_verify or check_only) else (None, "")
         if not check_only:

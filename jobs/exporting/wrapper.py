@@ -7,7 +7,8 @@ import torch
 from torch import Tensor, nn
 
 from jobs.exporting.spec import ExportError
-from jobs.recipes.config import Config, load_config
+from jobs.recipes.config import Config
+from jobs.runtime.checkpoint import Checkpoint
 from jobs.runtime.weights import load_for_eval
 from model.tsn import TSN
 from pipelines.normalize import Normalize
@@ -40,23 +41,11 @@ class ExportedTSN(nn.Module):
         return self.tsn(x)
 
 
-def load_tsn(config: str | None, checkpoint: str, overrides: tuple[str, ...] | list[str] = ()) -> tuple[Config, TSN]:
-    """The recipe and the checkpoint's TSN in eval mode, every tensor from the checkpoint (strict).
-
-    The one place `tsn export` reads a checkpoint: CONFIG is required for now; once checkpoints carry their
-    recipe, `config=None` can read it from there.
-    """
-    if config is None:
-        raise ExportError(f"{checkpoint}: no CONFIG given; pass the recipe first: tsn export CONFIG {checkpoint} ...")
-    cfg = load_config(config, overrides)
+def load_tsn(cfg: Config, checkpoint: str | Checkpoint) -> TSN:
+    """The checkpoint's TSN for `cfg` in eval mode, every tensor from the checkpoint (strict; a file that is missing,
+    damaged or of another model raises a CheckpointError naming it)."""
     # channels_last only changes the memory layout of eager convs; the exported graph gets plain NCHW weights.
-    try:
-        tsn = load_for_eval(dataclasses.replace(cfg.model, channels_last=False), checkpoint)
-    except FileNotFoundError as err:
-        raise ExportError(str(err)) from None
-    except (RuntimeError, KeyError, ValueError) as err:
-        raise ExportError(f"{checkpoint}: does not fit recipe {cfg.name}: {err}") from None
-    return cfg, tsn.eval()
+    return load_for_eval(dataclasses.replace(cfg.model, channels_last=False), checkpoint).eval()
 
 
 def wrap(tsn: TSN, cfg: Config, input: str) -> ExportedTSN:

@@ -86,7 +86,7 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path}: stores the recipe name {stored!r} only, and it cannot be "
                                       f"loaded ({err}); give the recipe explicitly") from None
         raise CheckpointError(f"{self.path}: holds no config (an MMAction2 or converted file?); give the recipe: "
-                              "tsn test RECIPE CKPT / tsn predict RECIPE CKPT INPUT")
+                              "tsn test RECIPE CKPT / tsn predict RECIPE CKPT INPUT / tsn export RECIPE CKPT ...")
 
 
 def _unreadable(path: Path, err: BaseException) -> str:

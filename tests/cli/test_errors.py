@@ -244,6 +244,8 @@ def test_bad_videos_in_test_are_one_error_listing_each(synthetic_root, tmp_path,
 def test_missing_checkpoint(tmp_path):
     gone = tmp_path / "epoch_9.pth"
     one_line_error(tsn("test", gone), "test", f"{gone}: checkpoint not found")
+    result = tsn("export", RECIPE, gone, "--format", "onnx", "--out", tmp_path / "x.onnx")
+    assert one_line_error(result, "export", f"{gone}: checkpoint not found").endswith("checkpoint not found")
 
 
 def test_missing_resume_and_load_from(tmp_path, data):

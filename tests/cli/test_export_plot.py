@@ -46,8 +46,8 @@ def test_export_verify_then_tampered_check_only_fails(tmp_path):
     assert result.exit_code == 1
     assert "max abs difference" in result.output and str(out) in result.output and "FAILED" in result.output
 
-    result = invoke("export", ckpt, "--format", "onnx", "--out", tmp_path / "x.onnx")
-    assert result.exit_code == 1 and "no CONFIG" in result.output
+    result = invoke("export", ckpt, "--format", "onnx", "--out", tmp_path / "x.onnx")   # a bare state dict
+    assert result.exit_code == 1 and "holds no config" in result.output and "tsn export RECIPE CKPT" in result.output
 
 
 def test_plot_command_writes_png_and_summary(tmp_path):

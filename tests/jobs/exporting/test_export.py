@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from jobs.exporting.formats import export_model, read_spec
-from jobs.exporting.spec import ExportError, VerifyFailed, spec_for
+from jobs.exporting.spec import VerifyFailed, spec_for
 from jobs.exporting.verify import real_clips, verify
 from jobs.exporting.wrapper import load_tsn, wrap
 from jobs.recipes.config import load_config
+from jobs.runtime.checkpoint import CheckpointError
 from jobs.runtime.weights import build_model
 from tests.helpers import synthetic_overrides
 
@@ -52,7 +53,8 @@ def exported(tmp_path_factory):
             recipe, arch, fmt, views, size, dynamic, batch, kind = CASES[name]
             root = tmp_path_factory.mktemp(name)
             ckpt = random_checkpoint(root / "random.pth", recipe, arch)
-            cfg, tsn = load_tsn(recipe, str(ckpt), [f"model.arch={arch}"] + (FLOW_NORM if recipe == FLOW else []))
+            cfg = load_config(recipe, [f"model.arch={arch}"] + (FLOW_NORM if recipe == FLOW else []))
+            tsn = load_tsn(cfg, str(ckpt))
             spec = spec_for(cfg, fmt, views=views, batch=batch, size=size, input=kind, dynamic_batch=dynamic)
             path = export_model(wrap(tsn, cfg, kind), spec, root / ("model.onnx" if fmt == "onnx" else "model.pt"))
             made[name] = (cfg, tsn, spec, path, ckpt)
@@ -187,12 +189,11 @@ def test_default_input_follows_the_recipe_test_protocol(recipe, views, channels,
     assert spec.input == "uint8" and not spec.dynamic_batch
 
 
-def test_checkpoint_errors_name_the_file(exported, tmp_path):
+def test_checkpoint_errors_name_the_file_and_the_cause(exported, tmp_path):
     *_, ckpt = exported("r18-rgb-onnx")
-    with pytest.raises(ExportError, match="no CONFIG"):
-        load_tsn(None, str(ckpt))
-    with pytest.raises(ExportError, match=str(ckpt)):
-        load_tsn(RGB, str(ckpt), ["model.arch=resnet50"])        # an r18 checkpoint does not fit an r50 recipe
+    r50 = load_config(RGB, ["model.arch=resnet50"])
+    with pytest.raises(CheckpointError, match=f"{ckpt}: does not fit the model \\(resnet50"):
+        load_tsn(r50, str(ckpt))                                  # an r18 checkpoint does not fit an r50 recipe
     missing = tmp_path / "none.pth"
-    with pytest.raises(ExportError, match=str(missing)):
-        load_tsn(RGB, str(missing))
+    with pytest.raises(CheckpointError, match=f"^{missing}: checkpoint not found$"):
+        load_tsn(load_config(RGB), str(missing))
