@@ -119,8 +119,8 @@ def read_weights_file(path: str, what: str) -> dict[str, Tensor]:
         raise WeightsUnavailable(f"{path}: cannot be read as {what} ({first})") from None
 
 
-def load_torchvision_weights(trunk: ResNetTrunk, state: Mapping[str, Tensor], flow_init: str = "random") -> list[str]:
-    """Copy a torchvision ResNet state dict into `trunk`; returns the trunk keys left at their init.
+def load_torchvision_weights(trunk: ResNetTrunk, state: Mapping[str, Tensor], flow_init: str = "random") -> None:
+    """Copy a torchvision ResNet state dict into `trunk`; the trunk keys left at their init are logged.
 
     A stem whose input width differs from the file's [64, 3, 7, 7] conv1 is handled by `flow_init`:
     "random" (MMAction2) keeps the Kaiming init; "cross_modality" (TSN paper) averages the RGB filters over
@@ -158,4 +158,3 @@ def load_torchvision_weights(trunk: ResNetTrunk, state: Mapping[str, Tensor], fl
                  trunk.conv1.in_channels)
     if unused:
         log.info("ImageNet init: not loaded from the file: %s", unused)
-    return skipped

@@ -7,8 +7,6 @@ question of how many views the pipeline sends.
 """
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import Tensor, nn
 
@@ -20,7 +18,6 @@ from model.backbone import (
 )
 from model.config import AVERAGE_CLIPS, TSNConfig
 
-log = logging.getLogger(__name__)
 
 class TSNHead(nn.Module):
     """(B*V, F, h, w) features -> (B, K) logits: avg-pool, mean over the V views, dropout, FC.
@@ -31,7 +28,6 @@ class TSNHead(nn.Module):
 
     def __init__(self, in_features: int, num_classes: int, dropout: float = 0.4, init_std: float = 0.01):
         super().__init__()
-        self.init_std = init_std
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.fc = nn.Linear(in_features, num_classes)

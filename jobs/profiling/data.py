@@ -108,7 +108,7 @@ def time_graph(pipe, per_clip: int, *, warmup: int, batches: int) -> Timing:
     return t
 
 
-def _variant(loader, d, device: str, decode_only: bool):
+def _variant(loader, decode_only: bool):
     """The loader's graph rebuilt by the loader's own builder, so with the same settings and decoder settings
     (decode_only: stopped after the decoder)."""
     with warnings.catch_warnings():
@@ -214,7 +214,7 @@ def prepare_data(cfg: Config, split: str, *, device: str = "cpu", detail: bool =
     loader = build_loader(cfg, split, device=device, device_id=0 if device == "gpu" else None)
     variants = {}
     if detail:
-        variants = {name: _variant(loader, loader.pipeline, device, decode_only=name == "decode_only")
+        variants = {name: _variant(loader, decode_only=name == "decode_only")
                     for name in ("graph", "decode_only")}
     return Prepared(split, loader, variants)
 
@@ -229,7 +229,7 @@ def profile_data(cfg: Config, prepared: Prepared, *, batches: int, warmup: int, 
     views_per_clip = loader.layout.views
     say(f"[data/{split}] DALI loader: {len(loader)} batches per epoch of {source.epochs.batch_size} videos")
     loader_t = time_batches(forever(lambda: loader), warmup=warmup, count=batches, size=lambda b: len(b.index),
-                            work=_sync(device))
+                            work=sync_work(device))
     knobs = settings(cfg, device)
     out = {"split": split, "batch": source.epochs.batch_size, "frames_per_clip": frames_per_clip,
            "views_per_clip": views_per_clip, "threads": knobs.threads, "py_workers": knobs.workers,
@@ -308,14 +308,14 @@ def reference(cfg: Config, split: str, *, batches: int, warmup: int, device: str
     say(f"[data/{split}] reference DataLoader: {TITLES[decoder]}, {workers} worker processes")
     batches_in = forever(lambda: loader)
     t = time_batches(batches_in, warmup=warmup, count=batches, size=lambda b: len(b.index),
-                     work=_sync(device, to_device=True))
+                     work=sync_work(device, to_device=True))
     batches_in.close()          # ends the epoch iterator: its persistent worker processes exit with the loader
     result = rates(t, frames_per_clip, views_per_clip)
     return {**result, "decoder": decoder, "what": TITLES[decoder], "workers": workers,
             "prefetch_factor": loader.prefetch_factor}
 
 
-def _sync(device: str, to_device: bool = False):
+def sync_work(device: str, to_device: bool = False):
     """GPU runs: a batch counts once it is on the device (the reference's host batch is copied there)."""
     if device != "gpu":
         return None

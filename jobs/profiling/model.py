@@ -19,7 +19,7 @@ from jobs.profiling.timing import forever, latency_summary, time_calls
 from jobs.recipes.config import Config
 from jobs.runtime.amp import make_amp
 from jobs.runtime.distributed import Dist
-from jobs.training.loop import Trainer, train_step
+from jobs.training.loop import Trainer, build_sgd, train_step
 from model.tsn import build_tsn, param_groups
 
 LOADER_BOUND = 0.10      # a data_time share above this means the model waits on the loader
@@ -42,12 +42,10 @@ def views_and_shape(cfg: Config, split: str) -> tuple[int, tuple[int, int, int]]
 
 def make_trainer(cfg: Config, dev: torch.device) -> Trainer:
     """A Trainer as `tsn train` builds it (random weights, constant lr: timing only)."""
-    model = build_tsn(dataclasses.replace(cfg.model, pretrained=None)).to(dev)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_tsn(dataclasses.replace(cfg.model, pretrained=None)).to(dev)    # channels_last kept (model/tsn.py)
     o = cfg.optim
-    optimizer = torch.optim.SGD(param_groups(model, o.lr, o.weight_decay, o.fc_lr5), lr=o.lr, momentum=o.momentum,
-                                weight_decay=o.weight_decay)
+    optimizer = build_sgd(param_groups(model, o.lr, o.weight_decay, o.fc_lr5), lr=o.lr, momentum=o.momentum,
+                          weight_decay=o.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda it: 1.0)
     amp, scaler = make_amp(cfg.runtime.amp, dev)
     return Trainer(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp=amp,

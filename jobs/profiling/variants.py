@@ -19,7 +19,7 @@ import gc
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from jobs.profiling.data import rates
+from jobs.profiling.data import rates, sync_work
 from jobs.profiling.timing import forever, time_batches
 from jobs.recipes.config import Config, ConfigError
 from jobs.recipes.loaders import build_loader
@@ -62,19 +62,12 @@ def parse_variant(text: str) -> Variant:
     return Variant(name or "; ".join(overrides), tuple(overrides))
 
 
-def _sync(device: str):
-    if device != "gpu":
-        return None
-    import torch
-    return lambda batch: torch.cuda.synchronize()
-
-
 def time_loader(cfg: Config, split: str, *, device: str, warmup: int, batches: int, gpu_graph: bool = False) -> dict:
     """The DALI loader of `split` alone: rates() of `batches` batches after `warmup` (pipeline closed after)."""
     loader = build_loader(cfg, split, device=device, device_id=0 if device == "gpu" else None, gpu_graph=gpu_graph)
     layout = loader.layout
     stream = forever(lambda: loader)
-    t = time_batches(stream, warmup=warmup, count=batches, size=lambda b: len(b.index), work=_sync(device))
+    t = time_batches(stream, warmup=warmup, count=batches, size=lambda b: len(b.index), work=sync_work(device))
     stream.close()
     return {**rates(t, layout.frames_per_video, layout.views), "batch": loader.source.epochs.batch_size,
             "graph": loader.source.variant.name}

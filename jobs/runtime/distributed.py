@@ -109,7 +109,8 @@ def exit_on_error(dist: Dist, cleanup=None):
     What must not happen is this rank hanging on its way out: unwinding normally runs the destructors of DALI
     pipelines (whose Python workers are other processes), of the process group and of CUDA state, and some of those
     wait for peers or workers that will never answer. So, after `cleanup()` (e.g. closing log files), this
-    process's own child processes (DALI's workers) are terminated and it leaves with os._exit, skipping them.
+    process's own child processes (DALI's workers) are stopped (`stop_workers`) and it leaves with os._exit, skipping
+    them.
     A single process just raises.
     """
     try:
@@ -125,7 +126,19 @@ def exit_on_error(dist: Dist, cleanup=None):
             sys.stderr.flush()
             if cleanup is not None:
                 cleanup()
-            for child in multiprocessing.active_children():
-                child.terminate()
+            stop_workers()
         finally:
             os._exit(1)
+
+
+def stop_workers(grace_s: float = 2.0):
+    """Terminate this process's multiprocessing children (DALI's Python workers), SIGKILL any still alive after
+    `grace_s`."""
+    children = multiprocessing.active_children()
+    for child in children:
+        child.terminate()
+    for child in children:
+        child.join(grace_s)
+        if child.exitcode is None:
+            child.kill()
+            child.join(1.0)

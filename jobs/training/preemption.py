@@ -21,7 +21,6 @@ How the pieces fit:
 """
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import subprocess
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as torch_dist
 
-from jobs.runtime.distributed import Dist, barrier
+from jobs.runtime.distributed import Dist, barrier, stop_workers
 from jobs.runtime.signals import DEFAULT_SIGNAL, PREEMPTED_EXIT, parse_signal
 from pipelines.loader import LoaderStalled, WorkerDied
 
@@ -140,16 +139,3 @@ class Preemption:
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(PREEMPTED_EXIT)
-
-
-def stop_workers(grace_s: float = 2.0):
-    """Terminate this process's multiprocessing children (DALI's Python workers), SIGKILL any still alive after
-    `grace_s`."""
-    children = multiprocessing.active_children()
-    for child in children:
-        child.terminate()
-    for child in children:
-        child.join(grace_s)
-        if child.exitcode is None:
-            child.kill()
-            child.join(1.0)

@@ -127,9 +127,7 @@ def _train(cfg: Config, work_dir: str, dist: Dist, log: Logger, *, resume: str |
     if train_loader.short_videos:
         log.warning(f"{len(train_loader.short_videos)} training videos have fewer frames than a sample needs and "
                     f"are padded with repeated frames, e.g. {train_loader.short_videos[0]}")
-    model = build_model(cfg.model, initial, log.info).to(dist.device)
-    if cfg.model.channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = build_model(cfg.model, initial, log.info).to(dist.device)    # channels_last kept (model/tsn.py)
     lr = scaled_lr(cfg, dist, auto_scale_lr, log, recipe_videos_per_gpu)
     o = cfg.optim
     optimizer = build_sgd(param_groups(model, lr, o.weight_decay, o.fc_lr5), lr=lr, momentum=o.momentum,
