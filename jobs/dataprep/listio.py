@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,11 +122,11 @@ def list_line(found: Found, labels: tuple[int, ...], clip: tuple[int, int] | Non
     return format_rawframe_line(found.relpath, found.num_frames, labels)
 
 
-def write_lines(path: Path, lines: list[str]) -> None:
-    """Write atomically: a crash never leaves a half list that looks complete."""
+def write_lines(path: Path, lines: Iterable[str]) -> None:
+    """Write atomically (UTF-8): a crash never leaves a half list that looks complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text("".join(line + "\n" for line in lines))
+    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     os.replace(tmp, path)
 
 

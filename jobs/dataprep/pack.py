@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.dataprep.listio import write_lines
 from jobs.dataprep.runner import Failure
 from jobs.dataprep.worksplit import WorkSplit, parse_part
 from pipelines import packed
@@ -187,12 +188,6 @@ def pack(list_files: Sequence[Path], opts: PackOptions, part: WorkSplit, progres
         write_lines(part_map_path(opts.out, part),
                     [json.dumps({"path": k, "field": v}) for k, v in fields.items()])
     return failures
-
-
-def write_lines(path: Path, lines: Iterable[str]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_lists(list_files: Sequence[Path], fields: dict[str, str], out: Path, tag: str = "") -> list[Path]:

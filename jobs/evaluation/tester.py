@@ -55,10 +55,9 @@ def test_checkpoint(cfg: Config, checkpoint: str | Checkpoint, *, device: str | 
         for entry in skipped:
             say(f"  {entry['line']}: {entry['path']}: {entry['reason']}")
     if dump:
-        full = scores if len(index) == total else None
-        if full is None:
+        if len(index) < total:
             raise Incomplete(f"cannot dump scores in list order: {total - len(index)} videos missing")
-        save_scores(dump, full)
+        save_scores(dump, scores)
         say(f"scores ({total} x {scores.shape[1]}, list order) written to {dump}")
     if len(index) < total and not allow_partial:
         raise Incomplete(f"only {len(index)} of {total} videos were evaluated: refusing a headline number")

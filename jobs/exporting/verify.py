@@ -1,8 +1,9 @@
 """`--verify`: run the exported file and PyTorch eager on the same clips and compare the logits.
 
-Eager is the path `tsn test` takes (jobs/training/loop.py): `Normalize` on the uint8 clips, then TSN.forward,
-so the in-graph normalisation is checked too. The check passes when max |exported - eager| <= rtol * max |eager|
-over the batch (fp32 on CPU measures 1e-7..1e-6 of the logit scale; rtol = 1e-4 leaves room for other kernels).
+Eager is the path `tsn test` takes (jobs/evaluation/scoring.py `evaluate`): `Normalize` on the uint8 clips, then
+TSN.forward, so the in-graph normalisation is checked too. The check passes when max |exported - eager| <= rtol *
+max |eager| over the batch (fp32 on CPU measures 1e-7..1e-6 of the logit scale; rtol = 1e-4 leaves room for other
+kernels).
 """
 from __future__ import annotations
 

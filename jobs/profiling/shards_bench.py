@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.dataprep import pack as pack_mod
+from jobs.dataprep.synthetic import NUM_CLASSES
 from jobs.dataprep.worksplit import WorkSplit
 from jobs.recipes.config import load_config
 from jobs.recipes.loaders import build_loader
@@ -38,7 +39,7 @@ PROTOCOLS = {   # protocol -> (recipe, split, extra overrides)
 @dataclass(frozen=True)
 class BenchOptions:
     workers: int = 2
-    batch: int = 8              # training videos per batch (tests: 1 video per batch, the recipe's)
+    batch: int = 8              # data.videos_per_gpu: training videos per batch
     count_opens: bool = True
 
 
@@ -145,7 +146,7 @@ def run_bench(folder: Path, shard_dir: Path, opts: BenchOptions, rounds: int,
     warm and with a cold page cache."""
     packing = pack_and_time(folder, shard_dir)
     say(f"packed {packing}")
-    base = [f"data.workers={opts.workers}", f"data.videos_per_gpu={opts.batch}", "model.num_classes=12"]
+    base = [f"data.workers={opts.workers}", f"data.videos_per_gpu={opts.batch}", f"model.num_classes={NUM_CLASSES}"]
     lists = (("train", "train_list_rawframes.txt"), ("test", "val_list_rawframes.txt"))
     sources = {name: [f"data.{s}_list={root / n}" for s, n in lists] + [f"data.{s}_prefix={prefix}" for s, _ in lists]
                for name, root, prefix in (("folders", folder, folder / "rawframes"), ("shards", shard_dir, shard_dir))}

@@ -119,6 +119,3 @@ def missing() -> str | None:
     return None
 
 
-def version() -> str:
-    from importlib.metadata import version as dist_version
-    return dist_version("torchcodec")

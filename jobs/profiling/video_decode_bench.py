@@ -63,7 +63,6 @@ class Kind:
     gop: int
     resized: bool = False         # written by `tsn prepare resize` from a raw file of this size (short side 256)
     tune: str | None = "fastdecode"   # the resize's x264 tune (EncodeOptions.tune)
-    x264: str = ""                # extra x264-params for the raw encode
     synthetic: bool = False       # the synthetic dataset's own H.264 files (size/frames/GOP fixed by it)
 
 
@@ -114,7 +113,7 @@ def encode_raw(path: Path, kind: Kind, seed: int, preset: str = "medium", crf: i
     """A K400-like raw file: x264 `preset`, CRF `crf`, keyframes every `kind.gop` frames (scene cuts allowed, as in
     uploaded footage), B-frames by the preset."""
     import av
-    params = f"keyint={kind.gop}:min-keyint={min(kind.gop, 25)}" + (f":{kind.x264}" if kind.x264 else "")
+    params = f"keyint={kind.gop}:min-keyint={min(kind.gop, 25)}"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=FPS)
         stream.width, stream.height, stream.pix_fmt = kind.width, kind.height, "yuv420p"
@@ -333,13 +332,13 @@ def decoding_pool(workers: int, torchcodec: bool):
 
 
 def run_bench(root: Path, *, recipe: str, kinds=KINDS, files: int = 3, epochs: int = 4, rounds: int = 3,
-              workers: int = 2, variants: tuple[Ours, ...] = (), torchcodec: bool = True, say=print) -> list[dict]:
-    """One row per (kind, protocol). torchcodec: also time it (skipped, with the reason, where it cannot load)."""
+              workers: int = 2, variants: tuple[Ours, ...] = (), say=print) -> list[dict]:
+    """One row per (kind, protocol); torchcodec is skipped, with the reason, where it cannot load."""
     from jobs.profiling.torchcodec_peer import SEEK_MODES, missing
     from pipelines.video_index import packet_tables, probe_video
-    if torchcodec and missing():
+    torchcodec = not missing()
+    if not torchcodec:
         say(f"[video-decode] {missing()}")
-        torchcodec = False
     peers = [Decord(), *(TorchCodec(m) for m in SEEK_MODES if torchcodec)]
     decoders = [*peers, Ours(), *variants]
     rows = []

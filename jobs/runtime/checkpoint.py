@@ -234,20 +234,25 @@ def find_latest(work_dir: str | Path) -> Path | None:
         target = work_dir / pointer.read_text().strip()
         if target.is_file():
             return target
-    epochs = sorted((int(m.group(1)), p) for p in work_dir.glob("epoch_*.pth") if (m := EPOCH_FILE.match(p.name)))
-    return epochs[-1][1] if epochs else None
+    epochs = _epoch_files(work_dir)
+    return epochs[-1] if epochs else None
+
+
+def _epoch_files(work_dir: Path) -> list[Path]:
+    """The epoch_N.pth files of `work_dir`, by N."""
+    numbered = sorted((int(m.group(1)), p) for p in work_dir.glob("epoch_*.pth") if (m := EPOCH_FILE.match(p.name)))
+    return [p for _, p in numbered]
 
 
 def prune(work_dir: str | Path, keep_last: int):
     """Delete epoch_N.pth files beyond the newest `keep_last` (best.pth and the latest target are never deleted), and
     an INTERRUPTED checkpoint that `latest` no longer points at (a later epoch superseded it)."""
     work_dir = Path(work_dir)
-    keep = {find_latest(work_dir)}
-    if (work_dir / INTERRUPTED) not in keep:
+    latest = find_latest(work_dir)
+    if latest != work_dir / INTERRUPTED:
         (work_dir / INTERRUPTED).unlink(missing_ok=True)
     if keep_last <= 0:
         return
-    epochs = sorted((int(m.group(1)), p) for p in work_dir.glob("epoch_*.pth") if (m := EPOCH_FILE.match(p.name)))
-    for _, path in epochs[:-keep_last]:
-        if path not in keep:
+    for path in _epoch_files(work_dir)[:-keep_last]:
+        if path != latest:
             path.unlink()
