@@ -167,8 +167,9 @@ def ten_crop_boxes(w: int, h: int, cw: int, ch: int) -> list[Box]:
     return [_clip_box(x, y, cw, ch, w, h) for x, y in multiscale_fixed_offsets(w, h, cw, ch, 5)]
 
 
-def _is_pos_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 1
+def _is_int(v: object, at_least: int = 1) -> bool:
+    """An int (Python's or numpy's, not a bool) of at least `at_least`."""
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= at_least
 
 
 @dataclass(frozen=True)
@@ -203,16 +204,15 @@ class Augment:
             raise bad("resize", f"must be one of {RESIZES}")
         if self.crop not in CROPS:
             raise bad("crop", f"must be one of {CROPS}")
-        if not _is_pos_int(self.short_side):
+        if not _is_int(self.short_side):
             raise bad("short_side", "must be a positive int")
-        if not isinstance(self.size, tuple) or len(self.size) != 2 or not all(_is_pos_int(v) for v in self.size):
+        if not isinstance(self.size, tuple) or len(self.size) != 2 or not all(_is_int(v) for v in self.size):
             raise bad("size", "must be a (w, h) pair of positive ints")
-        if not _is_pos_int(self.crop_size):
+        if not _is_int(self.crop_size):
             raise bad("crop_size", "must be a positive int")
         if not isinstance(self.scales, tuple) or not self.scales or not all(0 < s <= 1 for s in self.scales):
             raise bad("scales", "must be a non-empty tuple of floats in (0, 1]")
-        if isinstance(self.max_wh_scale_gap, bool) or not isinstance(self.max_wh_scale_gap, int) \
-                or self.max_wh_scale_gap < 0:
+        if not _is_int(self.max_wh_scale_gap, at_least=0):
             raise bad("max_wh_scale_gap", "must be a non-negative int")
         if self.num_fixed_crops not in (5, 13):
             raise bad("num_fixed_crops", "must be 5 or 13")
@@ -222,7 +222,7 @@ class Augment:
         lo, hi = self.aspect_ratio_range
         if not 0 < lo <= hi:
             raise bad("aspect_ratio_range", "must satisfy 0 < min <= max")
-        if self.out_size is not None and not _is_pos_int(self.out_size):
+        if self.out_size is not None and not _is_int(self.out_size):
             raise bad("out_size", "must be None or a positive int")
         if not 0 <= self.flip_ratio <= 1:
             raise bad("flip_ratio", "must be in [0, 1]")
@@ -275,7 +275,7 @@ def plan_views(src_w: int, src_h: int, aug: Augment, *, flow: bool, rng: np.rand
     C mirrored]; "three" -> [left/top, right/bottom, middle]; others -> one view. Draw order on ``rng``:
     crop (if random), then one flip draw per video.
     """
-    if not (_is_pos_int(src_w) and _is_pos_int(src_h)):
+    if not (_is_int(src_w) and _is_int(src_h)):
         raise ValueError(f"plan_views: source size must be positive ints, got {src_w!r} x {src_h!r}")
     rw, rh = _resized_size(src_w, src_h, aug)
     cs = aug.crop_size
