@@ -63,13 +63,13 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def load_state(model: nn.Module, state_dict: Mapping, *, strict: bool = False, reinit_head: bool = False) -> LoadReport:
+def load_state(model: nn.Module, state_dict: Mapping, *, reinit_head: bool = False) -> LoadReport:
     """Load an MMAction2 or own-format state dict (or checkpoint) into `model`.
 
     Shape mismatches are refused (ValueError naming every key and both shapes): a silently skipped tensor is how
     a model ends up half-random. The one exception: reinit_head=True lets a classifier of a different class
-    count be skipped, keeping the model's freshly initialised head (fine-tuning K400 -> UCF-101).
-    strict=True also refuses missing and unexpected keys.
+    count be skipped, keeping the model's freshly initialised head (fine-tuning K400 -> UCF-101). Missing and
+    unexpected keys are reported; whether they are acceptable is the caller's call (jobs/runtime/weights.py).
     """
     raw = unwrap_state_dict(state_dict)
     src = {mmaction2_key(k): v for k, v in raw.items()}
@@ -90,8 +90,6 @@ def load_state(model: nn.Module, state_dict: Mapping, *, strict: bool = False, r
         raise ValueError("shape mismatch, refusing to load:\n  " + "\n  ".join(mismatched))
     missing = tuple(k for k in own if k not in src)
     unexpected = tuple(k for k in src if k not in own)
-    if strict and (missing or unexpected):
-        raise ValueError(f"strict load: missing keys {list(missing)}, unexpected keys {list(unexpected)}")
     model.load_state_dict(take, strict=False)
     return LoadReport(tuple(take), missing, unexpected, tuple(head_skipped))
 
