@@ -61,6 +61,11 @@ def extra_for(torch_cuda: str | None) -> str:
     return EXTRAS[major]
 
 
+def dali_wheel(torch_cuda: str | None) -> str:
+    """The DALI distribution that goes with this torch (its CUDA major, or the default on a CPU-only torch)."""
+    return f"nvidia-dali-cuda{cuda_major(torch_cuda) or DEFAULT_MAJOR}0"
+
+
 def install_problems(dali: dict[str, int | None], torch_cuda: str | None, gpu: bool) -> list[str]:
     """One line per problem of this install (empty when DALI and torch go together).
 
@@ -68,7 +73,7 @@ def install_problems(dali: dict[str, int | None], torch_cuda: str | None, gpu: b
     from torch's only where there is a GPU (on a CPU neither uses CUDA)."""
     problems = []
     if len(dali) > 1:
-        keep = f"nvidia-dali-cuda{cuda_major(torch_cuda) or DEFAULT_MAJOR}0"
+        keep = dali_wheel(torch_cuda)
         drop = " ".join(sorted(n for n in dali if n != keep))
         problems.append(f"{len(dali)} DALI distributions installed ({', '.join(sorted(dali))}) share nvidia/dali/: "
                         f"`pip uninstall -y {' '.join(sorted(dali))}`, then `pip install {keep}~=2.4` "
@@ -102,7 +107,7 @@ def main(argv: list[str]) -> int:
     if argv == ["extra"]:
         print(extra_for(torch_cuda_version()))
     elif argv == ["others"]:
-        keep = f"nvidia-dali-cuda{cuda_major(torch_cuda_version()) or DEFAULT_MAJOR}0"
+        keep = dali_wheel(torch_cuda_version())
         print(" ".join(sorted(n for n in dali_distributions() if n != keep)))
     else:
         print("usage: python -m jobs.console.dali_env extra|others", file=sys.stderr)

@@ -32,7 +32,8 @@ def parse_size(text: str) -> tuple[int, int]:
 
 def ensure_dataset(root: str | Path, width: int, height: int, *, videos_per_class: int, val_per_class: int = 2,
                    num_frames: int = 32, workers: int = 2) -> Path:
-    """`root/<W>x<H>_v<N>`, generated unless an identical one is already there; returns that folder."""
+    """`root/<W>x<H>_v<N>_t<V>_f<F>` (N train and V val videos per class, F frames each), generated unless an
+    identical one is already there; returns that folder."""
     spec = SyntheticSpec(width=width, height=height, train_per_class=videos_per_class, val_per_class=val_per_class,
                          num_frames=num_frames, videos=False)
     folder = Path(root) / f"{width}x{height}_v{videos_per_class}_t{val_per_class}_f{num_frames}"
